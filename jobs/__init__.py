@@ -1,0 +1,1 @@
+"""spark-submit entry points, run as ``./spark-submit.sh <job> ...``."""

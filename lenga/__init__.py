@@ -1,0 +1,1 @@
+"""lenga: an astronomical alert broker (ZTF, LSST) as one Spark Structured Streaming job."""

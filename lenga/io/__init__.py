@@ -1,0 +1,1 @@
+"""Spark plumbing: Kafka and file sources, the embedded broker, Delta storage, sessions."""

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# lenga's one entry point for users.
+#
+#   ./spark-submit.sh demo [--lake DIR]          embedded default: Tansu + simulated night + Spark + Delta
+#   ./spark-submit.sh test [PYTEST ARGS]         the test suite
+#   ./spark-submit.sh bench --alerts N --json F  benchmark job
+#   ./spark-submit.sh JOB [ARGS]                 any job in jobs/ (stream, simulate, ...)
+#   ./spark-submit.sh --master spark://H:P JOB   the same job on a cluster (code shipped as a zip,
+#                                                connector jars fetched with --packages)
+#   ./spark-submit.sh setup                      only create/refresh the local venv
+#
+# Locally it runs on local[*] with the project's venv as PYSPARK_PYTHON; it creates that venv on first
+# use from requirements.txt. pyspark ships only as a 450 MB sdist: its built wheel is kept in
+# $LENGA_WHEEL_CACHE so later installs (CI, new venvs) skip the rebuild.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${LENGA_VENV:-$ROOT/.venv}"
+PY="${LENGA_PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+WHEEL_CACHE="${LENGA_WHEEL_CACHE:-$HOME/.cache/lenga/wheels}"
+SPARK_VERSION=4.2.0
+SCALA_BINARY=2.13
+DELTA_VERSION=4.4.1
+PACKAGES="org.apache.spark:spark-sql-kafka-0-10_${SCALA_BINARY}:${SPARK_VERSION},org.apache.spark:spark-avro_${SCALA_BINARY}:${SPARK_VERSION},io.delta:delta-spark_${SCALA_BINARY}:${DELTA_VERSION}"
+
+log() { printf '[lenga] %s\n' "$*" >&2; }
+
+ensure_venv() {
+  local stamp="$VENV/.lenga-requirements"
+  local want
+  want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" "$ROOT/setup.py" | sha1sum | cut -d' ' -f1)"
+  if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    return
+  fi
+  log "installing the pinned stack into $VENV (first run only; pyspark's wheel is cached in $WHEEL_CACHE)"
+  [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip wheel setuptools
+  mkdir -p "$WHEEL_CACHE"
+  local spark_req
+  spark_req="$(grep -E '^pyspark==' "$ROOT/requirements.txt")"
+  if ! ls "$WHEEL_CACHE"/pyspark-"${spark_req#pyspark==}"-*.whl >/dev/null 2>&1; then
+    log "building the $spark_req wheel once (a few minutes)"
+    "$VENV/bin/python" -m pip wheel --quiet --no-deps -w "$WHEEL_CACHE" "$spark_req"
+  fi
+  "$VENV/bin/python" -m pip install --quiet --find-links "$WHEEL_CACHE" -r "$ROOT/requirements-dev.txt"
+  "$VENV/bin/python" -m pip install --quiet --no-deps -e "$ROOT"
+  "$VENV/bin/python" -m pip check
+  echo "$want" >"$stamp"
+}
+
+main() {
+  local master=""
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --master) master="$2"; shift 2 ;;
+      --cluster) master="${LENGA_MASTER:?--cluster needs LENGA_MASTER (a master URL)}"; shift ;;
+      *) break ;;
+    esac
+  done
+  local job="${1:-}"
+  [[ -n "$job" ]] || { sed -n '2,13p' "$0"; exit 2; }
+  shift
+
+  ensure_venv
+  export PYSPARK_PYTHON="$VENV/bin/python"
+  export PYSPARK_DRIVER_PYTHON="$VENV/bin/python"
+  export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
+  export PATH="$VENV/bin:$PATH"
+
+  case "$job" in
+    setup) log "venv ready: $VENV"; return ;;
+    test) cd "$ROOT" && exec "$VENV/bin/python" -m pytest "$@" ;;
+    bench) job=benchmark ;;
+  esac
+  local script="$ROOT/jobs/${job//-/_}.py"
+  [[ -f "$script" ]] || { log "unknown job '$job' (no $script)"; exit 2; }
+
+  if [[ -z "$master" ]]; then
+    cd "$ROOT" && exec "$VENV/bin/python" "$script" "$@"
+  fi
+  # Cluster: ship the code as a zip and let Spark fetch the connector jars.
+  local dist="$ROOT/build/dist"
+  mkdir -p "$dist"
+  (cd "$ROOT" && rm -f "$dist/lenga.zip" && zip -qr "$dist/lenga.zip" lenga udfs jobs models conf -x '*__pycache__*')
+  exec "$VENV/bin/spark-submit" --master "$master" \
+    --packages "$PACKAGES" \
+    --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
+    --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
+    --conf "spark.pyspark.python=${LENGA_CLUSTER_PYTHON:-$PYSPARK_PYTHON}" \
+    --py-files "$dist/lenga.zip" "$script" "$@"
+}
+
+main "$@"

@@ -1,0 +1,1 @@
+"""Thin Spark wrappers (Arrow/pandas UDFs) around lenga's pure science functions."""
