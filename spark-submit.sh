@@ -44,7 +44,7 @@ ensure_venv() {
     "$VENV/bin/python" -m pip wheel --quiet --no-deps -w "$WHEEL_CACHE" "$spark_req"
   fi
   "$VENV/bin/python" -m pip install --quiet --find-links "$WHEEL_CACHE" -r "$ROOT/requirements-dev.txt"
-  "$VENV/bin/python" -m pip install --quiet --no-deps -e "$ROOT"
+  "$VENV/bin/python" -m pip install --quiet --no-deps --config-settings editable_mode=compat -e "$ROOT"
   "$VENV/bin/python" -m pip check
   echo "$want" >"$stamp"
 }

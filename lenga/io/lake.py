@@ -1,0 +1,339 @@
+"""lenga's lake: Delta tables partitioned by night, one storage interface with two backends.
+
+- ``DeltaSparkLake`` when the delta-spark jar is on the classpath (a cluster started by
+  ``spark-submit.sh``): ``df.write.format("delta")`` with ``txnAppId``/``txnVersion``.
+- ``DeltaRsLake`` otherwise: executors write Parquet files straight into the table directory and
+  return only their Delta *add actions* (path, size, partition values, statistics); the driver then
+  commits them in one Delta transaction with delta-rs (``deltalake``). The batch itself is never
+  collected to the driver (measured: collecting a 250 MB batch costs 7.5 s and 2 GB of memory).
+
+Both give the same guarantee: one Delta transaction per table per micro-batch, carrying the
+application transaction ``(app_id, batch_id)`` where ``app_id`` is derived from the streaming query
+id. A replayed micro-batch (after a crash between the write and Spark's checkpoint commit) finds its
+batch id already recorded and writes nothing. Files written by a task whose batch never committed
+are invisible (readers go through the Delta log) and are removed by ``VACUUM``.
+
+Tables stay readable by delta-spark, delta-rs, polars and duckdb (tests check the last three).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+PARTITION_COLUMN = "night"
+# Delta file statistics on strings are kept only when short enough to be exact bounds.
+MAX_STAT_STRING_CHARS = 64
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A lake table: its Arrow schema, the columns identifying a row, and its partitioning."""
+
+    name: str
+    schema: pa.Schema
+    keys: tuple[str, ...] = ()
+    partition_by: tuple[str, ...] = (PARTITION_COLUMN,)
+
+    @property
+    def spark_schema(self):
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        return from_arrow_schema(self.schema)
+
+
+@dataclass
+class WriteResult:
+    """What one append did: rows and files committed, or skipped because already committed."""
+
+    table: str
+    rows: int = 0
+    files: int = 0
+    skipped: bool = False
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class Lake(ABC):
+    """The storage interface the stream, the jobs and the notebooks use."""
+
+    def __init__(self, spark: SparkSession, root: str | os.PathLike):
+        self.spark = spark
+        self.root = Path(root).resolve()
+
+    def path(self, table: str) -> str:
+        return str(self.root / table)
+
+    @abstractmethod
+    def exists(self, table: str) -> bool: ...
+
+    @abstractmethod
+    def committed_batch(self, table: str, app_id: str) -> int | None:
+        """The last batch id committed to ``table`` under ``app_id`` (None if none)."""
+
+    @abstractmethod
+    def _append(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int) -> WriteResult: ...
+
+    @abstractmethod
+    def read(self, spec: TableSpec, nights: list[int] | None = None) -> DataFrame:
+        """The table as a Spark DataFrame, reading only the given night partitions if any."""
+
+    def append(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int) -> WriteResult:
+        """Append ``df`` as one transaction tagged (app_id, batch_id); a no-op on replay."""
+        started = time.perf_counter()
+        done = self.committed_batch(spec.name, app_id)
+        if done is not None and done >= batch_id:
+            return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started)
+        result = self._append(spec, df.select(*spec.schema.names), app_id, batch_id)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def append_new(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int) -> WriteResult:
+        """Append only rows whose key is not in the lake yet (nor twice in ``df``).
+
+        The same detection reaches lenga many times (in its own alert and in the history of every
+        later alert of the object), so ``detections``/``non_detections`` are de-duplicated on their
+        keys. The anti-join reads only the night partitions the batch touches and only the key
+        columns, which Parquet's column pruning makes cheap.
+        """
+        done = self.committed_batch(spec.name, app_id)
+        if done is not None and done >= batch_id:
+            return WriteResult(spec.name, skipped=True)
+        keys = list(spec.keys)
+        unique = df.dropDuplicates(keys)
+        if self.exists(spec.name):
+            nights = [row[0] for row in unique.select(PARTITION_COLUMN).distinct().collect()]
+            if nights:
+                existing = self.read(spec, nights).select(*keys)
+                unique = unique.join(existing, on=keys, how="left_anti")
+        return self.append(spec, unique, app_id, batch_id)
+
+    @abstractmethod
+    def count(self, table: str) -> int:
+        """Rows in a table (0 for a table that was never written)."""
+
+
+class DeltaSparkLake(Lake):
+    """delta-spark backend (jar present)."""
+
+    def exists(self, table: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.isDeltaTable(self.spark, self.path(table))
+
+    def committed_batch(self, table: str, app_id: str) -> int | None:
+        # delta-spark checks txnAppId/txnVersion itself inside the write; nothing to pre-check.
+        return None
+
+    def _append(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int) -> WriteResult:
+        (df.write.format("delta").mode("append").partitionBy(*spec.partition_by)
+         .option("txnAppId", app_id).option("txnVersion", batch_id).save(self.path(spec.name)))
+        from delta.tables import DeltaTable
+
+        last = DeltaTable.forPath(self.spark, self.path(spec.name)).history(1).collect()[0]
+        metrics = last["operationMetrics"] or {}
+        return WriteResult(spec.name, rows=int(metrics.get("numOutputRows", 0)),
+                           files=int(metrics.get("numFiles", 0)))
+
+    def count(self, table: str) -> int:
+        return self.spark.read.format("delta").load(self.path(table)).count() if self.exists(table) else 0
+
+    def read(self, spec: TableSpec, nights: list[int] | None = None) -> DataFrame:
+        df = self.spark.read.format("delta").load(self.path(spec.name))
+        return df.where(F.col(PARTITION_COLUMN).isin(nights)) if nights else df
+
+
+ADD_ACTION_SCHEMA = "path string, size long, partition_values string, modification_time long, stats string"
+
+
+class DeltaRsLake(Lake):
+    """delta-rs backend: Parquet written by the executors, one Delta commit from the driver."""
+
+    def exists(self, table: str) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.path(table))
+
+    def committed_batch(self, table: str, app_id: str) -> int | None:
+        from deltalake import DeltaTable
+
+        if not self.exists(table):
+            return None
+        return DeltaTable(self.path(table)).transaction_version(app_id)
+
+    def count(self, table: str) -> int:
+        from deltalake import DeltaTable
+
+        return DeltaTable(self.path(table)).count() if self.exists(table) else 0
+
+    def _append(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int) -> WriteResult:
+        from deltalake import CommitProperties, DeltaTable, Schema, Transaction
+        from deltalake.transaction import AddAction, create_table_with_add_actions
+
+        writer = parquet_part_writer(self.path(spec.name), spec.schema, list(spec.partition_by))
+        rows = df.mapInArrow(writer, ADD_ACTION_SCHEMA).collect()
+        actions = [
+            AddAction(r.path, r.size, json.loads(r.partition_values), r.modification_time, True, r.stats)
+            for r in rows
+        ]
+        if not actions:
+            return WriteResult(spec.name)
+        commit = CommitProperties(app_transactions=[Transaction(app_id, batch_id)])
+        if self.exists(spec.name):
+            DeltaTable(self.path(spec.name)).create_write_transaction(
+                actions, mode="append", schema=Schema.from_arrow(spec.schema),
+                partition_by=list(spec.partition_by), commit_properties=commit)
+        else:
+            create_table_with_add_actions(
+                self.path(spec.name), Schema.from_arrow(spec.schema), actions, mode="append",
+                partition_by=list(spec.partition_by), name=spec.name, commit_properties=commit)
+        return WriteResult(spec.name, rows=sum(json.loads(a.stats)["numRecords"] for a in actions),
+                           files=len(actions))
+
+    def read(self, spec: TableSpec, nights: list[int] | None = None) -> DataFrame:
+        from deltalake import DeltaTable
+
+        if not self.exists(spec.name):
+            return self.spark.createDataFrame([], spec.spark_schema)
+        filters = [(PARTITION_COLUMN, "in", [str(n) for n in nights])] if nights else None
+        files = DeltaTable(self.path(spec.name)).file_uris(partition_filters=filters)
+        if not files:
+            return self.spark.createDataFrame([], spec.spark_schema)
+        return (self.spark.read.schema(spec.spark_schema).option("basePath", self.path(spec.name))
+                .parquet(*files))
+
+
+def open_lake(spark: SparkSession, root: str | os.PathLike, backend: str = "auto") -> Lake:
+    """The lake at ``root``: ``delta-spark`` if asked or (``auto``) if its jar is present, else delta-rs."""
+    from lenga.io.session import delta_spark_available
+
+    if backend not in ("auto", "delta-spark", "delta-rs"):
+        raise ValueError(f"lake backend must be auto, delta-spark or delta-rs, not {backend!r}")
+    if backend == "delta-spark" or (backend == "auto" and delta_spark_available(spark)):
+        return DeltaSparkLake(spark, root)
+    return DeltaRsLake(spark, root)
+
+
+# --- executor side ---------------------------------------------------------------------------
+
+def parquet_part_writer(
+    table_root: str, schema: pa.Schema, partition_by: list[str]
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """A ``mapInArrow`` function writing its task's rows as Parquet files, one per partition value.
+
+    Batches are streamed into open ``ParquetWriter``s (bounded memory even with cutouts) and the
+    function yields one add-action row per file. Partition columns are not stored in the files
+    (Delta convention: they live in the path and the log).
+    """
+    file_schema = pa.schema([f for f in schema if f.name not in partition_by])
+    schema_bytes = schema.serialize().to_pybytes()
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        target = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+        open_files: dict[tuple, tuple[str, pq.ParquetWriter, FileStats]] = {}
+        for batch in batches:
+            table = pa.Table.from_batches([batch]).select(target.names).cast(target)
+            if table.num_rows == 0:
+                continue
+            for values, part in split_by_partition(table, partition_by):
+                if values not in open_files:
+                    relative = "/".join(f"{c}={v}" for c, v in zip(partition_by, values, strict=True))
+                    relative += f"/part-{uuid.uuid4().hex}.parquet"
+                    full = os.path.join(table_root, relative)
+                    os.makedirs(os.path.dirname(full), exist_ok=True)
+                    open_files[values] = (relative, pq.ParquetWriter(full, file_schema), FileStats())
+                relative, writer, stats = open_files[values]
+                data = part.drop_columns(partition_by)
+                writer.write_table(data)
+                stats.update(data)
+        rows: dict[str, list] = {"path": [], "size": [], "partition_values": [],
+                                 "modification_time": [], "stats": []}
+        for values, (relative, writer, stats) in open_files.items():
+            writer.close()
+            full = os.path.join(table_root, relative)
+            rows["path"].append(relative)
+            rows["size"].append(os.path.getsize(full))
+            rows["partition_values"].append(json.dumps(
+                {c: str(v) for c, v in zip(partition_by, values, strict=True)}))
+            rows["modification_time"].append(int(os.path.getmtime(full) * 1000))
+            rows["stats"].append(stats.to_json())
+        if rows["path"]:
+            yield pa.RecordBatch.from_pydict(rows, schema=pa.schema([
+                ("path", pa.string()), ("size", pa.int64()), ("partition_values", pa.string()),
+                ("modification_time", pa.int64()), ("stats", pa.string())]))
+
+    return write
+
+
+def split_by_partition(table: pa.Table, partition_by: list[str]) -> Iterator[tuple[tuple, pa.Table]]:
+    """Split an Arrow table by the distinct values of its partition columns."""
+    keys = table.select(partition_by).group_by(partition_by).aggregate([]).to_pylist()
+    for key in keys:
+        mask = None
+        for column in partition_by:
+            value = key[column]
+            if value is None:
+                raise ValueError(f"partition column {column!r} is null; every row needs a {column}")
+            cond = pc.equal(table[column], value)
+            mask = cond if mask is None else pc.and_(mask, cond)
+        yield tuple(key[c] for c in partition_by), table.filter(mask)
+
+
+class FileStats:
+    """Delta per-file statistics (numRecords, min/max, null counts) over primitive columns.
+
+    They let delta-rs, delta-spark and duckdb skip files on predicates such as
+    ``objectId = 'ZTF25...'`` or ``mjd > x`` without opening them.
+    """
+
+    def __init__(self):
+        self.num_records = 0
+        self.min: dict[str, object] = {}
+        self.max: dict[str, object] = {}
+        self.nulls: dict[str, int] = {}
+
+    def update(self, table: pa.Table) -> None:
+        self.num_records += table.num_rows
+        for name in table.column_names:
+            column = table[name]
+            kind = column.type
+            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_string(kind)
+                    or pa.types.is_timestamp(kind) or pa.types.is_boolean(kind) or pa.types.is_date(kind)):
+                continue
+            self.nulls[name] = self.nulls.get(name, 0) + column.null_count
+            if pa.types.is_boolean(kind) or column.null_count == len(column):
+                continue
+            bounds = pc.min_max(column).as_py()
+            low, high = bounds["min"], bounds["max"]
+            if low is None or (isinstance(low, float) and (low != low or high != high)):
+                continue
+            if isinstance(low, str) and max(len(low), len(high)) > MAX_STAT_STRING_CHARS:
+                continue
+            self.min[name] = low if name not in self.min else min(self.min[name], low)
+            self.max[name] = high if name not in self.max else max(self.max[name], high)
+
+    def to_json(self) -> str:
+        def encode(value):
+            if hasattr(value, "isoformat"):
+                text = value.isoformat(timespec="milliseconds") if hasattr(value, "hour") else value.isoformat()
+                return text.replace("+00:00", "Z")
+            return value
+
+        return json.dumps({
+            "numRecords": self.num_records,
+            "minValues": {k: encode(v) for k, v in self.min.items()},
+            "maxValues": {k: encode(v) for k, v in self.max.items()},
+            "nullCount": self.nulls,
+        })

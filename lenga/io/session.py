@@ -1,0 +1,73 @@
+"""Spark sessions for lenga jobs, and detection of the optional connector jars.
+
+The same job runs with or without the spark-sql-kafka / spark-avro / delta-spark jars: on a
+cluster ``spark-submit.sh`` passes them with ``--packages``; locally (or air-gapped) they are absent
+and lenga's Python data sources and the delta-rs storage backend take over. Which one is used is
+decided here, once, by asking the JVM whether the classes exist: never by guessing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+KAFKA_PROVIDER_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
+DELTA_CATALOG_CLASS = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+
+def build_session(app_name: str, spark_conf: dict[str, str] | None = None) -> SparkSession:
+    """A SparkSession with lenga's defaults, its Python data sources registered.
+
+    ``spark_conf`` comes from ``conf/lenga.yaml`` (section ``spark``); a master set by
+    ``spark-submit`` wins over the configured local master.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder.appName(app_name)
+    conf = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.streaming.stateStore.providerClass":
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        **(spark_conf or {}),
+    }
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        # Launched by spark-submit: its --master and --conf already configured the JVM.
+        conf.pop("spark.master", None)
+    for key, value in conf.items():
+        builder = builder.config(key, str(value))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    register_data_sources(spark)
+    return spark
+
+
+def register_data_sources(spark: SparkSession) -> None:
+    """Register lenga's Python data sources (``lenga_kafka``, ``lenga_files``)."""
+    from lenga.io.file_source import AlertFileDataSource
+    from lenga.io.kafka_source import KafkaDataSource
+
+    spark.dataSource.register(KafkaDataSource)
+    spark.dataSource.register(AlertFileDataSource)
+
+
+def has_jvm_class(spark: SparkSession, class_name: str) -> bool:
+    """True when ``class_name`` is on the driver's classpath (i.e. its jar was shipped)."""
+    jvm = spark.sparkContext._jvm
+    try:
+        jvm.java.lang.Class.forName(class_name, False, jvm.Thread.currentThread().getContextClassLoader())
+        return True
+    except Exception:  # noqa: BLE001 - py4j wraps ClassNotFoundException
+        return False
+
+
+def kafka_format(spark: SparkSession) -> str:
+    """``kafka`` when the built-in connector is present, else lenga's Python source."""
+    return "kafka" if has_jvm_class(spark, KAFKA_PROVIDER_CLASS) else "lenga_kafka"
+
+
+def delta_spark_available(spark: SparkSession) -> bool:
+    return has_jvm_class(spark, DELTA_CATALOG_CLASS)
