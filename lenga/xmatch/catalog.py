@@ -181,7 +181,7 @@ def read_catalog(spec: CatalogSpec) -> pa.Table:
     if spec.format == "fits":
         from astropy.table import Table
 
-        table = Table.read(spec.path, format="fits")
+        table = Table.read(spec.path, format="fits", character_as_bytes=False)
         _require_columns(table.colnames, spec)
         # Masked (TNULL) values become nulls through pandas' nullable dtypes.
         return pa.Table.from_pandas(table[columns].to_pandas(), preserve_index=False)
