@@ -207,8 +207,8 @@ class DeltaRsLake(Lake):
 
         if not self.exists(spec.name):
             return self.spark.createDataFrame([], spec.spark_schema)
-        filters = [(PARTITION_COLUMN, "in", [str(n) for n in nights])] if nights else None
-        files = DeltaTable(self.path(spec.name)).file_uris(partition_filters=filters)
+        predicate = [(PARTITION_COLUMN, "in", list(nights))] if nights else None
+        files = DeltaTable(self.path(spec.name)).file_uris(file_pruning_predicate=predicate)
         if not files:
             return self.spark.createDataFrame([], spec.spark_schema)
         return (self.spark.read.schema(spec.spark_schema).option("basePath", self.path(spec.name))
