@@ -9,6 +9,7 @@ from astropy.coordinates import Latitude, Longitude
 from lenga.xmatch.healpix import (
     MAX_ORDER,
     NO_PIXEL,
+    block_pixels,
     covered_radius_arcsec,
     hpx_index,
     mean_pixel_size_arcsec,
@@ -87,3 +88,12 @@ def test_hpx_index_matches_cdshealpix_and_dtype():
     ref = cds.lonlat_to_healpix(Longitude(ra * u.deg), Latitude(dec * u.deg), 12).astype(np.int64)
     np.testing.assert_array_equal(pix, ref)
     assert hpx_index(np.array([]), np.array([]), 3).shape == (0,)
+
+
+def test_block_pixels_skips_unplaced_rows():
+    ra, dec = np.array([10.0, np.nan, 0.0]), np.array([10.0, 5.0, 90.0])
+    rows, pixels = block_pixels(ra, dec, 8)
+    assert sorted(set(rows.tolist())) == [0, 2]
+    for row in (0, 2):
+        block = neighbour_block(hpx_index(ra[[row]], dec[[row]], 8), 8)[0]
+        assert sorted(pixels[rows == row].tolist()) == sorted(block[block != NO_PIXEL].tolist())

@@ -88,3 +88,17 @@ def neighbour_block(hpx: np.ndarray, order: int) -> np.ndarray:
     repeated[:, 1:] = block[:, 1:] == block[:, :-1]
     block[repeated] = NO_PIXEL
     return np.sort(block, axis=1)
+
+
+def block_pixels(ra_deg: np.ndarray, dec_deg: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, pixel) for each position and each pixel of its 3x3 block, the key of a join on ``hpx``.
+
+    Rows with a NaN coordinate have no pixel and are left out.
+    """
+    ra = np.asarray(ra_deg, dtype=np.float64)
+    dec = np.asarray(dec_deg, dtype=np.float64)
+    placed = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
+    block = neighbour_block(hpx_index(ra[placed], dec[placed], order), order)
+    real = block != NO_PIXEL
+    rows = np.broadcast_to(placed[:, None], block.shape)[real]
+    return rows, block[real]

@@ -19,7 +19,7 @@ import pyarrow as pa
 from astropy.coordinates import angular_separation
 
 from lenga.xmatch.catalog import HPX_COLUMN, CatalogSpec, float_column
-from lenga.xmatch.healpix import NO_PIXEL, hpx_index, neighbour_block
+from lenga.xmatch.healpix import block_pixels
 
 # Object columns every match input has (one row per new object, positions in degrees).
 OBJECT_COLUMNS = ("survey", "objectId", "ra", "dec")
@@ -38,20 +38,18 @@ def candidate_pairs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(object row, catalog row) for every catalog source in the object's pixel or its neighbours.
 
-    ``catalog_hpx`` must be sorted (prepare_catalog does it); each of an object's (at most 9) pixels is
-    a run ``[left, right)`` of the catalog found by binary search, and the runs are expanded without a
-    Python loop.
+    ``catalog_hpx`` must be sorted (prepare_catalog does it): each pixel of an object's block is a
+    run ``[left, right)`` of the catalog found by binary search, and the runs are expanded without a
+    Python loop.  Objects with a NaN coordinate have no candidates.
     """
-    block = neighbour_block(hpx_index(ra, dec, order), order)
-    left = np.searchsorted(catalog_hpx, block, side="left")
-    right = np.searchsorted(catalog_hpx, block, side="right")
-    counts = np.where(block == NO_PIXEL, 0, right - left).ravel()
+    rows, pixels = block_pixels(ra, dec, order)
+    left = np.searchsorted(catalog_hpx, pixels, side="left")
+    counts = np.searchsorted(catalog_hpx, pixels, side="right") - left
     total = int(counts.sum())
-    obj = np.repeat(np.repeat(np.arange(len(block)), block.shape[1]), counts)
     # Position inside each run: global position minus the start offset of that run.
     starts = np.repeat(np.cumsum(counts) - counts, counts)
-    cat = np.repeat(left.ravel(), counts) + (np.arange(total) - starts)
-    return obj, cat
+    cat = np.repeat(left, counts) + (np.arange(total) - starts)
+    return np.repeat(rows, counts), cat
 
 
 def match_positions(
@@ -106,12 +104,9 @@ def crossmatch(objects: pa.Table, catalog: pa.Table, spec: CatalogSpec) -> pa.Ta
         raise ValueError(f"objects table lacks columns {missing}; has {objects.column_names}")
     if HPX_COLUMN not in catalog.column_names:
         raise ValueError(f"catalog {spec.name!r} is not prepared (no {HPX_COLUMN!r}): use prepare_catalog")
-    ra = float_column(objects, "ra", "objects")
-    dec = float_column(objects, "dec", "objects")
-    placed = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
     obj, cat, sep = match_positions(
-        ra[placed],
-        dec[placed],
+        float_column(objects, "ra", "objects"),
+        float_column(objects, "dec", "objects"),
         catalog.column(spec.ra_column).to_numpy(),
         catalog.column(spec.dec_column).to_numpy(),
         catalog.column(HPX_COLUMN).to_numpy(),
@@ -119,12 +114,11 @@ def crossmatch(objects: pa.Table, catalog: pa.Table, spec: CatalogSpec) -> pa.Ta
         float(spec.radius_arcsec),
         spec.mode,
     )
-    rows = placed[obj]
     schema = output_schema(objects.schema, catalog.schema, spec)
-    n = len(rows)
+    n = len(obj)
     arrays = [
-        objects.column("survey").take(rows),
-        objects.column("objectId").take(rows),
+        objects.column("survey").take(obj),
+        objects.column("objectId").take(obj),
         pa.array([spec.name] * n, pa.string()),
         pa.array([spec.version] * n, pa.string()),
         catalog.column(spec.id_column).take(cat),
