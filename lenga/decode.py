@@ -1,0 +1,391 @@
+"""Kafka messages -> lenga's common tables, one vectorized step (issue 2, "Decoding").
+
+:func:`decode_record_batch` turns a batch with the columns of Spark's Kafka source into one
+:data:`lenga.schema.DECODED` row per message (order kept): a valid alert with its nested detections
+and non-detections, or a quarantine row with a specific reason and the raw bytes. A bad message
+never raises.
+
+Formats, told apart by their first bytes and by the writer schema, never by topic:
+
+* **Avro object-container file** (``Obj\\x01``), one record with its writer schema embedded: ZTF
+  (every version, each read with its own schema), Fink's re-serialised LSST files (writer schema
+  ``topLevelRecord``) and LSST containers (``lsst.vX_Y.alert``). Parsing a 20-30 kB writer schema
+  per message costs as much as the record itself, so parsed schemas are cached by their bytes.
+  fastavro's ``reader`` always re-parses the schema, so the framing (Avro 1.11 spec, "Object
+  Container Files": header record, then blocks of ``count, size, data, sync``) is read here with
+  fastavro's own header schema; codecs ``null`` and ``deflate`` are supported.
+* **Confluent wire format** (byte 0 = 0, bytes 1-4 big-endian schema id, schemaless Avro): LSST,
+  schema id = major*100 + minor resolved with lsst-alert-packet's ``SchemaRegistry``.
+
+Contract: one message holds one alert. A container with N != 1 records is quarantined
+(``container holds N records, expected 1``); sources that read multi-record files call
+:func:`split_container` first.
+
+After the per-message pass, everything that can be computed on columns is (jd <-> mjd, flux <->
+magnitude, 5-sigma limits, night): once per batch with numpy, not once per alert.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zlib
+from dataclasses import dataclass, field
+
+import fastavro
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from fastavro.read import HEADER_SCHEMA
+
+from lenga import night, photometry, schema
+from lenga.survey import Extracted, InvalidAlert, lsst, ztf
+
+CONTAINER_MAGIC = b"Obj\x01"
+#: Confluent wire format: magic byte 0, then a 4-byte big-endian schema id.
+WIRE_MAGIC = 0
+WIRE_HEADER_BYTES = 5
+#: Avro container sync marker length (Avro spec).
+SYNC_BYTES = 16
+#: ZTF's diffmaglim is a 5-sigma limit; LSST limits (diaNoise) are converted to the same.
+UPPER_LIMIT_NSIGMA = 5.0
+MICROSECONDS_PER_SECOND = 1e6
+#: Value of the quarantine table's ``stage`` column for rows rejected here.
+STAGE = "decode"
+
+SURVEYS = {ztf.SURVEY: ztf, lsst.SURVEY: lsst}
+_LSST_SCHEMA_NAME = re.compile(r"^lsst\.v(\d+)_(\d+)\.alert$")
+_HEADER = fastavro.parse_schema(HEADER_SCHEMA)
+_DETECTION_TYPE = schema.DECODED.field("detections").type
+_NON_DETECTION_TYPE = schema.DECODED.field("non_detections").type
+_ALERT_COLUMNS = schema.ALERTS.names
+
+
+class Quarantined(ValueError):
+    """A message that cannot become an alert; ``str(exc)`` is the quarantine reason."""
+
+    def __init__(self, reason: str, survey: str | None = None):
+        super().__init__(reason)
+        self.survey = survey
+
+
+@dataclass(frozen=True)
+class WriterSchema:
+    """A parsed container writer schema and what lenga needs to know about it."""
+
+    parsed: dict
+    raw: dict
+    fullname: str
+    field_names: frozenset[str]
+
+
+#: Parsed container writer schemas by their JSON bytes. A stream has a handful of schema versions;
+#: the bound only protects a worker from a stream of ever-changing schemas.
+_container_schemas: dict[bytes, WriterSchema] = {}
+MAX_CACHED_SCHEMAS = 256
+
+
+def _writer_schema(schema_bytes: bytes) -> WriterSchema:
+    cached = _container_schemas.get(schema_bytes)
+    if cached is None:
+        try:
+            raw = json.loads(schema_bytes)
+            parsed = fastavro.parse_schema(raw)
+        except Exception as exc:  # any parse failure is a property of the message
+            raise Quarantined(f"schema/field error: unparsable writer schema: {exc}") from exc
+        name = raw.get("name", "") if isinstance(raw, dict) else ""
+        namespace = raw.get("namespace") if isinstance(raw, dict) else None
+        fullname = f"{namespace}.{name}" if namespace and "." not in name else name
+        fields = frozenset(f["name"] for f in raw.get("fields", [])) if isinstance(raw, dict) else frozenset()
+        if len(_container_schemas) >= MAX_CACHED_SCHEMAS:
+            _container_schemas.clear()
+        cached = _container_schemas[schema_bytes] = WriterSchema(parsed, raw, fullname, fields)
+    return cached
+
+
+def _read_long(stream: io.BytesIO) -> int:
+    return fastavro.schemaless_reader(stream, "long")
+
+
+def _container_header(value: bytes) -> tuple[io.BytesIO, dict]:
+    stream = io.BytesIO(value)
+    try:
+        return stream, fastavro.schemaless_reader(stream, _HEADER)
+    except EOFError as exc:
+        raise Quarantined(f"truncated Avro: container header incomplete ({len(value)} bytes)") from exc
+
+
+def _container_blocks(value: bytes) -> tuple[WriterSchema, list[tuple[int, bytes]]]:
+    """Writer schema and (record count, decompressed data) of each block of a container."""
+    stream, header = _container_header(value)
+    meta = header["meta"]
+    if "avro.schema" not in meta:
+        raise Quarantined("schema/field error: container header has no avro.schema")
+    writer = _writer_schema(meta["avro.schema"])
+    codec = meta.get("avro.codec", b"null").decode()
+    if codec not in ("null", "deflate"):
+        raise Quarantined(f"unsupported Avro codec {codec!r}")
+    blocks = []
+    while stream.tell() < len(value):
+        try:
+            count, size = _read_long(stream), _read_long(stream)
+        except EOFError as exc:
+            raise Quarantined("truncated Avro: block header incomplete") from exc
+        data = stream.read(size)
+        if size < 0 or len(data) < size:
+            raise Quarantined(f"truncated Avro: block declares {size} bytes, {len(data)} present")
+        sync = stream.read(SYNC_BYTES)
+        if sync != header["sync"]:
+            raise Quarantined("truncated Avro: block sync marker missing or wrong")
+        if codec == "deflate":  # raw DEFLATE stream, no zlib header (RFC 1951, Avro spec)
+            try:
+                data = zlib.decompress(data, -15)
+            except zlib.error as exc:
+                raise Quarantined(f"corrupt Avro deflate block: {exc}") from exc
+        blocks.append((count, data))
+    return writer, blocks
+
+
+def _survey_of(writer: WriterSchema, record: dict) -> tuple[str, str | None]:
+    """(survey, schemavsn) from the writer schema name, else from the record layout."""
+    if writer.fullname == ztf.SCHEMA_NAME:
+        return ztf.SURVEY, None
+    match = _LSST_SCHEMA_NAME.match(writer.fullname)
+    if match:
+        return lsst.SURVEY, f"{int(match[1])}.{int(match[2])}"
+    if "diaSource" in writer.field_names:
+        version = _LSST_SCHEMA_NAME.match(f"{record.get('lsst_schema_version')}.alert")
+        return lsst.SURVEY, f"{int(version[1])}.{int(version[2])}" if version else None
+    raise Quarantined(f"unknown survey: writer schema {writer.fullname!r}")
+
+
+def _read_container(value: bytes) -> tuple[str, str | None, dict]:
+    writer, blocks = _container_blocks(value)
+    n_records = sum(count for count, _ in blocks)
+    if n_records != 1:
+        raise Quarantined(f"container holds {n_records} records, expected 1")
+    data = next(data for count, data in blocks if count)
+    record = fastavro.schemaless_reader(io.BytesIO(data), writer.parsed)
+    survey, schemavsn = _survey_of(writer, record)
+    return survey, schemavsn, record
+
+
+def _read_wire(value: bytes) -> tuple[str, str | None, dict]:
+    schema_id = int.from_bytes(value[1:WIRE_HEADER_BYTES], "big")
+    parsed = lsst.wire_schema(schema_id)
+    if parsed is None:
+        raise Quarantined(f"unknown LSST schema id {schema_id}")
+    stream = io.BytesIO(value)
+    stream.seek(WIRE_HEADER_BYTES)
+    try:
+        record = fastavro.schemaless_reader(stream, parsed)
+    except EOFError as exc:
+        raise Quarantined(f"truncated Avro: LSST schema {schema_id} record incomplete", lsst.SURVEY) from exc
+    trailing = len(value) - stream.tell()
+    if trailing:
+        raise Quarantined(f"schema/field error: {trailing} bytes left after the record "
+                          f"(not an LSST schema {schema_id} alert?)", lsst.SURVEY)
+    return lsst.SURVEY, lsst.schema_version(schema_id), record
+
+
+def decode_message(value: bytes | None) -> Extracted:
+    """Decode one Kafka value into rows; raises :class:`Quarantined` with the reason otherwise."""
+    if not value:
+        raise Quarantined("empty message")
+    survey = None
+    try:
+        if value.startswith(CONTAINER_MAGIC):
+            survey, schemavsn, record = _read_container(value)
+        elif value[0] == WIRE_MAGIC and len(value) > WIRE_HEADER_BYTES:
+            survey, schemavsn, record = _read_wire(value)
+        else:
+            raise Quarantined("not an Avro container or Confluent wire message")
+        return SURVEYS[survey].extract(record, schemavsn)
+    except Quarantined:
+        raise
+    except InvalidAlert as exc:
+        raise Quarantined(str(exc), survey) from exc
+    except EOFError as exc:
+        raise Quarantined(f"truncated Avro: {exc or 'unexpected end of data'}", survey) from exc
+    except Exception as exc:  # a malformed record must quarantine one message, not fail the batch
+        raise Quarantined(f"schema/field error: {type(exc).__name__}: {exc}", survey) from exc
+
+
+def split_container(value: bytes) -> list[bytes]:
+    """Re-frame an object-container file of N records as N single-record containers.
+
+    Each output keeps the writer schema of the input (byte-identical JSON) so it decodes exactly
+    like the original record; used by file sources, since a message must hold one alert. A
+    single-record container, and anything that is not a readable container, comes back unchanged
+    as one message: decoding then accepts it or quarantines it with its specific reason.
+    """
+    try:
+        writer, blocks = _container_blocks(value) if value.startswith(CONTAINER_MAGIC) else (None, [])
+        if sum(count for count, _ in blocks) <= 1:
+            return [value]
+        out = []
+        for count, data in blocks:
+            stream = io.BytesIO(data)
+            for _ in range(count):
+                buffer = io.BytesIO()
+                fastavro.writer(buffer, writer.raw, [fastavro.schemaless_reader(stream, writer.parsed)])
+                out.append(buffer.getvalue())
+        return out
+    except Exception:  # unreadable: decoding will quarantine it with the specific reason
+        return [value]
+
+
+# --- batch-wise (vectorized) completion of the rows ---------------------------------------------
+
+
+def _floats(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Numeric column as float64 numpy with nulls as NaN."""
+    return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _nullable(values: np.ndarray) -> pa.Array:
+    """float64 array with NaN/inf as null, so no derived NaN ever reaches a table."""
+    return pa.array(values, type=pa.float64(), mask=~np.isfinite(values))
+
+
+def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), table.schema.field(name), values)
+
+
+def _complete_times(table: pa.Table) -> pa.Table:
+    """Fill mjd from jd (ZTF) or jd from mjd (LSST), then the night at each row's site."""
+    jd, mjd = _floats(table["jd"]), _floats(table["mjd"])
+    mjd = np.where(np.isnan(mjd), night.mjd_from_jd(jd), mjd)
+    longitude = np.full(len(table), np.nan)
+    surveys = table["survey"].to_numpy(zero_copy_only=False)
+    for name, module in SURVEYS.items():
+        longitude[surveys == name] = module.SITE_LONGITUDE_DEG
+    table = _set(table, "mjd", _nullable(mjd))
+    table = _set(table, "jd", _nullable(night.jd_from_mjd(mjd)))
+    return _set(table, schema.PARTITION_COLUMN, _nights(mjd, longitude))
+
+
+def _nights(mjd: np.ndarray, longitude) -> pa.Array:
+    """lenga.night.night_from_mjd, null where the time or the site is unknown."""
+    known = np.isfinite(mjd) & np.isfinite(longitude)
+    nights = np.zeros(len(mjd), dtype=np.int32)
+    nights[known] = night.night_from_mjd(mjd[known], np.broadcast_to(longitude, mjd.shape)[known])
+    return pa.array(nights, mask=~known)
+
+
+def _complete_detection_photometry(table: pa.Table) -> pa.Table:
+    """Give every detection both magnitudes and signed nJy fluxes (lenga.photometry)."""
+    mag, mag_err, flux, flux_err = (_floats(table[c]) for c in ("magpsf", "sigmapsf", "psfFlux", "psfFluxErr"))
+    positive = pc.fill_null(table["isdiffpos"], False).to_numpy(zero_copy_only=False)
+    from_mag = np.isnan(flux) & np.isfinite(mag)
+    from_flux = np.isnan(mag) & np.isfinite(flux)
+    derived_flux, derived_flux_err = photometry.difference_flux_from_mag(mag, mag_err, positive)
+    derived_mag, derived_mag_err, derived_positive = photometry.difference_mag_from_flux(flux, flux_err)
+    table = _set(table, "psfFlux", _nullable(np.where(from_mag, derived_flux, flux)))
+    table = _set(table, "psfFluxErr", _nullable(np.where(from_mag, derived_flux_err, flux_err)))
+    table = _set(table, "magpsf", _nullable(np.where(from_flux, derived_mag, mag)))
+    table = _set(table, "sigmapsf", _nullable(np.where(from_flux, derived_mag_err, mag_err)))
+    isdiffpos = pc.if_else(pa.array(from_flux), pa.array(derived_positive), table["isdiffpos"])
+    return _set(table, "isdiffpos", isdiffpos)
+
+
+def _complete_non_detection_photometry(table: pa.Table) -> pa.Table:
+    """Forced points: magnitude of positive fluxes; upper limits: 5-sigma limit <-> 1-sigma noise."""
+    flux, flux_err, limit = (_floats(table[c]) for c in ("psfFlux", "psfFluxErr", "diffmaglim"))
+    is_limit = pc.equal(table["kind"], schema.UPPER_LIMIT).to_numpy(zero_copy_only=False)
+    mag, mag_err = photometry.flux_to_mag(flux, flux_err)
+    limit_from_noise, _ = photometry.flux_to_mag(UPPER_LIMIT_NSIGMA * flux_err)
+    noise_from_limit = photometry.mag_to_flux(limit)[0] / UPPER_LIMIT_NSIGMA
+    table = _set(table, "magpsf", _nullable(mag))
+    table = _set(table, "sigmapsf", _nullable(mag_err))
+    table = _set(table, "diffmaglim", _nullable(np.where(is_limit & np.isnan(limit), limit_from_noise, limit)))
+    return _set(table, "psfFluxErr", _nullable(np.where(is_limit & np.isnan(flux_err), noise_from_limit, flux_err)))
+
+
+def _nested(rows: list[dict], counts: list[int], valid: np.ndarray, list_type: pa.ListType, complete) -> pa.Array:
+    """One list per message (null for quarantined ones) of completed struct rows."""
+    struct_type = list_type.value_type
+    table = complete(_complete_times(pa.Table.from_pylist(rows, schema=pa.schema(list(struct_type)))))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    values = table.to_struct_array().combine_chunks()
+    return pa.ListArray.from_arrays(pa.array(offsets), values, type=list_type, mask=pa.array(~valid))
+
+
+def _column(batch: pa.RecordBatch, name: str, type_: pa.DataType) -> pa.Array:
+    if name not in batch.schema.names:
+        return pa.nulls(batch.num_rows, type_)
+    return pc.cast(batch.column(name), type_)
+
+
+@dataclass
+class _Decoded:
+    """Per-message results of a batch, flat: nested rows with the count belonging to each message."""
+
+    alerts: list[dict] = field(default_factory=list)
+    detections: list[dict] = field(default_factory=list)
+    non_detections: list[dict] = field(default_factory=list)
+    n_detections: list[int] = field(default_factory=list)
+    n_non_detections: list[int] = field(default_factory=list)
+    reasons: list[str | None] = field(default_factory=list)
+
+    def add(self, value: bytes | None) -> None:
+        try:
+            extracted = decode_message(value)
+        except Quarantined as exc:
+            extracted = Extracted({"survey": exc.survey}, [], [])
+            self.reasons.append(str(exc))
+        else:
+            self.reasons.append(None)
+        self.alerts.append(extracted.alert)
+        self.detections.extend(extracted.detections)
+        self.non_detections.extend(extracted.non_detections)
+        self.n_detections.append(len(extracted.detections))
+        self.n_non_detections.append(len(extracted.non_detections))
+
+
+def decode_record_batch(batch: pa.RecordBatch, ingest_batch_id: int | None = None) -> pa.RecordBatch:
+    """Decode a batch of Kafka messages into :data:`lenga.schema.DECODED` rows, one per message.
+
+    ``batch`` has the columns of Spark's Kafka source (``key, value, topic, partition, offset,
+    timestamp, timestampType``); only ``value`` is required, missing provenance columns are null
+    (file sources). Quarantined messages keep provenance, ``raw`` and a night from the Kafka
+    timestamp (lenga.night at longitude 0: the date of the preceding noon UTC).
+    """
+    decoded = _Decoded()
+    for value in batch.column("value").to_pylist():
+        decoded.add(value)
+    valid = np.array([reason is None for reason in decoded.reasons], dtype=bool)
+    table = pa.Table.from_pylist(decoded.alerts, schema=schema.ALERTS)
+    table = _complete_detection_photometry(_complete_times(table))
+    kafka_timestamp = _column(batch, "timestamp", pa.timestamp("us", tz="UTC"))
+    provenance = {
+        "topic": _column(batch, "topic", pa.string()),
+        "partition": _column(batch, "partition", pa.int32()),
+        "offset": _column(batch, "offset", pa.int64()),
+        "kafka_timestamp": kafka_timestamp,
+        "ingest_batch_id": pa.array([ingest_batch_id] * batch.num_rows, pa.int64()),
+        schema.PARTITION_COLUMN: pc.if_else(
+            pa.array(valid), table[schema.PARTITION_COLUMN], _kafka_night(kafka_timestamp)
+        ),
+    }
+    for name, column in provenance.items():
+        table = _set(table, name, column)
+    columns = {
+        **{name: table[name].combine_chunks() for name in _ALERT_COLUMNS},
+        "key": _column(batch, "key", pa.binary()),
+        "detections": _nested(decoded.detections, decoded.n_detections, valid, _DETECTION_TYPE,
+                              _complete_detection_photometry),
+        "non_detections": _nested(decoded.non_detections, decoded.n_non_detections, valid, _NON_DETECTION_TYPE,
+                                  _complete_non_detection_photometry),
+        "quarantine_reason": pa.array(decoded.reasons, pa.string()),
+        "raw": pc.if_else(pa.array(valid), pa.nulls(batch.num_rows, pa.binary()), _column(batch, "value", pa.binary())),
+    }
+    return pa.RecordBatch.from_arrays(list(columns.values()), schema=schema.DECODED)
+
+
+def _kafka_night(kafka_timestamp: pa.Array) -> pa.Array:
+    """Night of the Kafka timestamp at longitude 0: quarantined messages have no trustworthy
+    observation time, and still need a partition."""
+    seconds = _floats(pc.cast(kafka_timestamp, pa.int64())) / MICROSECONDS_PER_SECOND
+    return _nights(night.mjd_from_unix_seconds(seconds), night.GREENWICH_LONGITUDE_DEG)
