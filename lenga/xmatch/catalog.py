@@ -173,11 +173,9 @@ def read_catalog(spec: CatalogSpec) -> pa.Table:
     if spec.format == "csv":
         from pyarrow import csv
 
-        options = csv.ConvertOptions(include_columns=columns, include_missing_columns=True)
-        table = csv.read_csv(spec.path, convert_options=options)
-        # include_missing_columns fills absent columns with nulls of type null: report them instead.
-        _require_columns([f.name for f in table.schema if not pa.types.is_null(f.type)], spec)
-        return table
+        with csv.open_csv(spec.path) as header:  # reads the first block only
+            _require_columns(header.schema.names, spec)
+        return csv.read_csv(spec.path, convert_options=csv.ConvertOptions(include_columns=columns))
     if spec.format == "fits":
         from astropy.table import Table
 
