@@ -312,6 +312,11 @@ def _nested(rows: list[dict], counts: list[int], valid: np.ndarray, list_type: p
     return pa.ListArray.from_arrays(pa.array(offsets), values, type=list_type, mask=pa.array(~valid))
 
 
+def _single_array(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one Array, without copying when it already is one chunk (cutouts are large)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def _column(batch: pa.RecordBatch, name: str, type_: pa.DataType) -> pa.Array:
     if name not in batch.schema.names:
         return pa.nulls(batch.num_rows, type_)
@@ -372,7 +377,7 @@ def decode_record_batch(batch: pa.RecordBatch, ingest_batch_id: int | None = Non
     for name, column in provenance.items():
         table = _set(table, name, column)
     columns = {
-        **{name: table[name].combine_chunks() for name in _ALERT_COLUMNS},
+        **{name: _single_array(table[name]) for name in _ALERT_COLUMNS},
         "key": _column(batch, "key", pa.binary()),
         "detections": _nested(decoded.detections, decoded.n_detections, valid, _DETECTION_TYPE,
                               _complete_detection_photometry),
