@@ -82,7 +82,15 @@ main() {
   # Cluster: ship the code as a zip and let Spark fetch the connector jars.
   local dist="$ROOT/build/dist"
   mkdir -p "$dist"
-  (cd "$ROOT" && rm -f "$dist/lenga.zip" && zip -qr "$dist/lenga.zip" lenga udfs jobs models conf -x '*__pycache__*')
+  "$VENV/bin/python" - "$ROOT" "$dist/lenga.zip" <<'PY'
+import pathlib, sys, zipfile
+root, target = pathlib.Path(sys.argv[1]), sys.argv[2]
+with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+    for package in ("lenga", "udfs", "jobs", "models"):
+        for path in sorted((root / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                archive.write(path, path.relative_to(root))
+PY
   exec "$VENV/bin/spark-submit" --master "$master" \
     --packages "$PACKAGES" \
     --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
