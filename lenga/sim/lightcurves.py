@@ -272,6 +272,14 @@ class QuasarDRW(LightCurveModel):
         return params["m_mean"] + band_values(self.COLOUR, band)
 
 
+@functools.cache
+def _skewed_sine_range(skew: float) -> tuple[float, float]:
+    """Min and max of sin(x) + skew sin(2x), to normalise it to unit amplitude."""
+    x = np.linspace(0, 2 * np.pi, 4096, endpoint=False)
+    s = np.sin(x) + skew * np.sin(2 * x)
+    return float(s.min()), float(s.max())
+
+
 class LongPeriodVariable(LightCurveModel):
     """Mira-type long-period variable: a skewed sinusoid of period 100-500 d.
 
@@ -297,8 +305,9 @@ class LongPeriodVariable(LightCurveModel):
         }
 
     def magnitude(self, t, band, params):
+        lo, hi = _skewed_sine_range(self.SKEW)
         x = 2 * np.pi * ((t / params["period"] + params["phase0"]) % 1.0)
-        shape = 0.5 * (np.sin(x) + self.SKEW * np.sin(2 * x)) / (1 + self.SKEW)
+        shape = (np.sin(x) + self.SKEW * np.sin(2 * x) - lo) / (hi - lo) - 0.5
         amp = params["amplitude"] * band_values(self.AMPLITUDE_RATIO, band)
         return self.reference_magnitude(band, params) + amp * shape
 
