@@ -1,0 +1,258 @@
+"""Light-curve features against analytic truth (lenga.features)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import yaml
+
+from lenga.features import FEATURE_SCHEMA, FeatureConfig, extract_features, profile
+from lenga.features.photometry import AB_ZEROPOINT_NJY, MAG_PER_LN_FLUX
+from lenga.features.simulate import night_times, ou_process, villar_flux, ztf_like_batch
+
+CONFIG = FeatureConfig()
+ZTF_BANDS = ("g", "r")
+
+
+def frame(object_id: str, band: str, t: np.ndarray, mag: np.ndarray, err: np.ndarray,
+          survey: str = "ztf") -> pd.DataFrame:
+    """Detections rows in the ``detections`` table layout, photometry given as magnitudes."""
+    flux = 10 ** (-0.4 * (mag - AB_ZEROPOINT_NJY))
+    return pd.DataFrame({"survey": survey, "objectId": object_id, "candid": np.arange(len(t)), "mjd": t,
+                         "band": band, "magpsf": mag, "sigmapsf": err, "psfFlux": flux,
+                         "psfFluxErr": flux * err / MAG_PER_LN_FLUX, "isdiffpos": True})
+
+
+def flux_frame(object_id: str, band: str, t: np.ndarray, flux: np.ndarray, flux_err: np.ndarray) -> pd.DataFrame:
+    """Detections rows with only LSST-style signed fluxes (no magnitudes)."""
+    return pd.DataFrame({"survey": "lsst", "objectId": object_id, "candid": np.arange(len(t)), "mjd": t,
+                         "band": band, "psfFlux": flux, "psfFluxErr": flux_err})
+
+
+def sinusoid_object(rng, object_id: str, period: float, n: int = 150, season: float = 200.0) -> pd.DataFrame:
+    parts = []
+    for k, band in enumerate(ZTF_BANDS):
+        t = night_times(rng, n, season)
+        err = np.full(n, 0.02)
+        mag = 17.0 + 0.1 * k + 0.3 * np.sin(2 * np.pi * t / period + 0.7) + rng.normal(0, 0.02, n)
+        parts.append(frame(object_id, band, t, mag, err))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_period_of_sinusoids_within_half_percent():
+    rng = np.random.default_rng(11)
+    periods = {"p0": 0.37, "p1": 1.7, "p2": 5.3, "p3": 23.0, "p4": 47.0}
+    det = pd.concat([sinusoid_object(rng, name, p) for name, p in periods.items()], ignore_index=True)
+    out = extract_features(det, None, CONFIG).set_index("objectId")
+    for name, true_period in periods.items():
+        found = out.loc[name, "period"]
+        assert abs(found / true_period - 1) < 0.005, (name, true_period, found)
+        assert out.loc[name, "period_power"] > 0.9
+        # the first harmonic carries the 0.3 mag semi-amplitude, the others nothing
+        assert out.loc[name, "harmonics_amplitude_1_g"] == pytest.approx(0.3, rel=0.05)
+        assert out.loc[name, "harmonics_amplitude_2_g"] < 0.02
+
+
+def test_villar_rise_and_fall_times_within_ten_percent():
+    rng = np.random.default_rng(3)
+    truth = {"g": (3.0, 25.0), "r": (5.0, 40.0)}
+    parts = []
+    for band, (rise, fall) in truth.items():
+        t = np.sort(rng.uniform(0.0, 150.0, 60)) + 60000.0
+        flux = villar_flux(t, 3e4, 60030.0, rise, fall, nu=0.1, gamma=8.0)
+        err = np.full(len(t), 3e4 * 0.005)
+        parts.append(flux_frame("sn", band, t, flux + rng.normal(0, 1, len(t)) * err, err))
+    out = extract_features(pd.concat(parts), None, CONFIG).iloc[0]
+    for band, (rise, fall) in truth.items():
+        assert out[f"sn_rise_time_{band}"] == pytest.approx(rise, rel=0.1)
+        assert out[f"sn_fall_time_{band}"] == pytest.approx(fall, rel=0.1)
+        assert out[f"sn_reduced_chi2_{band}"] < 3
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_drw_tau_within_factor_two_and_iar_phi(seed):
+    rng = np.random.default_rng(seed)
+    taus = {"short": 20.0, "long": 80.0}
+    parts = []
+    for name, tau in taus.items():
+        for band in ZTF_BANDS:
+            t = night_times(rng, 600, 4000.0)
+            err = np.full(len(t), 0.02)
+            mag = 18.0 + ou_process(rng, t, tau, 0.25) + rng.normal(0, 0.02, len(t))
+            parts.append(frame(name, band, t, mag, err))
+    out = extract_features(pd.concat(parts), None, CONFIG).set_index("objectId")
+    for name, tau in taus.items():
+        for band in ZTF_BANDS:
+            assert 0.5 < out.loc[name, f"drw_tau_{band}"] / tau < 2.0, (name, band, out.loc[name, f"drw_tau_{band}"])
+            assert out.loc[name, f"drw_sigma_{band}"] == pytest.approx(0.25, rel=0.3)
+            # IAR phi per day of an OU process is exp(-1 / tau)
+            phi = out.loc[name, f"iar_phi_{band}"]
+            assert 0.5 < -1.0 / np.log(phi) / tau < 2.0
+
+
+def test_random_walk_structure_function_slope_and_mhps_ratio_against_white_noise():
+    rng = np.random.default_rng(5)
+    parts = []
+    for k in range(5):
+        t = night_times(rng, 250, 1500.0)
+        err = np.full(len(t), 0.005)
+        walk = 18.0 + ou_process(rng, t, 1e4, 0.4) + rng.normal(0, 0.005, len(t))
+        parts += [frame(f"walk{k}", "g", t, walk, err), frame(f"white{k}", "g", t, 18 + rng.normal(0, 0.2, len(t)), err)]
+    out = extract_features(pd.concat(parts), None, CONFIG).set_index("objectId")
+    walk, white = out.filter(like="walk", axis=0), out.filter(like="white", axis=0)
+    # an OU process far below its time scale is a random walk: SF ~ dt^0.5 (Schmidt et al. 2010)
+    assert walk["sf_gamma_g"].median() == pytest.approx(0.5, abs=0.08)
+    assert white["sf_gamma_g"].abs().max() < 0.05
+    # red noise has its power at long time scales, white noise is flat
+    assert walk["mhps_ratio_g"].min() > 5 * white["mhps_ratio_g"].max()
+
+
+def test_known_statistics_on_simple_inputs():
+    rng = np.random.default_rng(7)
+    n = 4000
+    t = np.arange(n, dtype=float) + 60000.0
+    err = np.full(n, 0.05)
+    noise = 18.0 + rng.normal(0, 0.05, n)
+    line = 18.0 + 0.002 * (t - t[0])
+    det = pd.concat([frame("noise", "g", t, noise, err), frame("line", "g", t, line, err)])
+    out = extract_features(det, None, CONFIG).set_index("objectId")
+    assert out.loc["noise", "eta_g"] == pytest.approx(2.0, abs=0.1)
+    assert out.loc["noise", "stetson_K_g"] == pytest.approx(np.sqrt(2 / np.pi), abs=0.02)
+    assert out.loc["noise", "amplitude_g"] == pytest.approx((noise.max() - noise.min()) / 2)
+    assert out.loc["line", "linear_trend_g"] == pytest.approx(0.002, rel=1e-9)
+    assert out.loc["line", "amplitude_g"] == pytest.approx(0.002 * (n - 1) / 2, rel=1e-9)
+    assert out.loc["line", "n_det_g"] == n
+
+
+def test_gskew_matches_its_definition():
+    rng = np.random.default_rng(8)
+    parts, expected = [], {}
+    for k, n in enumerate([6, 17, 40, 333]):
+        mag = 18 + rng.gamma(2.0, 0.3, n)
+        parts.append(frame(f"o{k}", "r", np.arange(n) + 60000.0, mag, np.full(n, 0.05)))
+        lo, hi, med = np.percentile(mag, 3), np.percentile(mag, 97), np.median(mag)
+        expected[f"o{k}"] = np.median(mag[mag <= lo]) + np.median(mag[mag >= hi]) - 2 * med
+    out = extract_features(pd.concat(parts), None, CONFIG).set_index("objectId")
+    for name, value in expected.items():
+        assert out.loc[name, "gskew_r"] == pytest.approx(value, rel=1e-12)
+
+
+def rich_object(rng) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    parts, limits = [], []
+    for k, band in enumerate(ZTF_BANDS):
+        t = night_times(rng, 80, 250.0)
+        err = np.full(len(t), 0.03)
+        mag = 17.5 + 0.2 * k + 0.4 * np.sin(2 * np.pi * t / 3.1) + rng.normal(0, 0.03, len(t))
+        parts.append(frame("rich", band, t, mag, err))
+        limits.append(pd.DataFrame({"survey": "ztf", "objectId": "rich", "kind": "upper_limit", "band": band,
+                                    "mjd": np.r_[t[0] - [9.0, 5.0, 2.0], t[-1] + [3.0, 6.0]],
+                                    "diffmaglim": [20.1, 20.5, 19.8, 20.0, 20.3]}))
+    context = pd.DataFrame({"objectId": ["rich"], "sgscore1": [0.2], "distpsnr1": [1.5], "sgscore2": [0.9],
+                            "distpsnr2": [7.0]})
+    return pd.concat(parts, ignore_index=True), pd.concat(limits, ignore_index=True), context
+
+
+def test_finite_inputs_give_finite_features_where_defined():
+    det, nd, context = rich_object(np.random.default_rng(9))
+    row = extract_features(det, nd, CONFIG, context).iloc[0]
+    defined = [c for c in row.index if c not in ("objectId", "survey", "feature_version")
+               and (c.endswith(ZTF_BANDS) and not c.startswith("colour_"))]
+    defined += ["period", "period_snr", "period_power", "period_power_ratio", "colour_g_r_max", "colour_g_r_mean",
+                *CONFIG.context_columns]
+    bad = [c for c in defined if not np.isfinite(row[c])]
+    assert bad == []
+    assert row["sgscore1"] == 0.2 and row["distpsnr2"] == 7.0
+    assert row["n_non_det_before_g"] == 3 and row["n_non_det_after_g"] == 2
+    assert row["last_diffmaglim_before_g"] == 19.8 and row["max_diffmaglim_before_g"] == 20.5
+    g = det[det.band == "g"]
+    assert row["dmag_first_det_g"] == pytest.approx(19.8 - g.sort_values("mjd").magpsf.iloc[0])
+    assert row["colour_g_r_mean"] == pytest.approx(g.magpsf.mean() - det[det.band == "r"].magpsf.mean())
+    # the other bands of the schema have no data: missing, not zero
+    assert np.isnan(row["amplitude_i"]) and row["n_det_i"] == 0 and np.isnan(row["colour_r_i_max"])
+
+
+def test_too_few_points_give_nan_and_objects_without_enough_are_dropped():
+    rng = np.random.default_rng(10)
+    t = night_times(rng, 12, 100.0)
+    det = pd.concat([
+        frame("ok", "g", t, 18 + rng.normal(0, 0.1, 12), np.full(12, 0.05)),
+        frame("ok", "r", t[:3], 18 + rng.normal(0, 0.1, 3), np.full(3, 0.05)),
+        frame("few", "g", t[:5], 18 + rng.normal(0, 0.1, 5), np.full(5, 0.05)),
+    ])
+    out = extract_features(det, None, CONFIG)
+    assert list(out.objectId) == ["ok"]
+    row = out.iloc[0]
+    assert row["n_det_r"] == 3 and np.isnan(row["amplitude_r"]) and np.isnan(row["drw_tau_r"])
+    assert np.isfinite(row["amplitude_g"]) and np.isfinite(row["period"])
+    # 12 points: fewer than 2 * 4 + 2 harmonic-fit points is not the case, 8+ for the Villar fit neither
+    assert np.isfinite(row["harmonics_amplitude_4_g"]) and np.isfinite(row["sn_rise_time_g"])
+
+
+def test_duplicate_times_and_single_point_band_do_not_crash():
+    rng = np.random.default_rng(12)
+    det, nd, _ = rich_object(rng)
+    single = frame("rich", "i", np.array([det.mjd.iloc[0] + 0.01]), np.array([18.0]), np.array([0.05]))
+    config = FeatureConfig(bands={"ztf": ["g", "r", "i"]})
+    clean = extract_features(pd.concat([det, single]), nd, config)
+    repeated = extract_features(pd.concat([det, det.iloc[::3], single, single]), nd, config)
+    assert repeated.iloc[0]["n_det_g"] == clean.iloc[0]["n_det_g"] == 80
+    assert repeated.iloc[0]["n_det_i"] == 1 and np.isnan(repeated.iloc[0]["period_power_i"])
+    pd.testing.assert_frame_equal(clean, repeated)
+
+
+def test_output_matches_schema_and_bad_input_is_refused():
+    det, nd, context = rich_object(np.random.default_rng(13))
+    out = extract_features(det, nd, CONFIG, context)
+    table = pa.Table.from_pandas(out, schema=FEATURE_SCHEMA, preserve_index=False)
+    assert table.schema.names == FEATURE_SCHEMA.names and table.num_rows == 1
+    assert all(f.metadata[b"description"] for f in FEATURE_SCHEMA)
+    with pytest.raises(ValueError, match="lacks columns \\['mjd'\\]"):
+        extract_features(det.drop(columns="mjd"), nd, CONFIG)
+    with pytest.raises(ValueError, match="surveys \\['ptf'\\]"):
+        extract_features(det.assign(survey="ptf"), nd, CONFIG)
+
+
+def test_lsst_fluxes_alone_give_magnitude_features():
+    rng = np.random.default_rng(14)
+    t = night_times(rng, 40, 120.0)
+    flux = 5000.0 * (1 + 0.3 * np.sin(2 * np.pi * t / 4.0))
+    out = extract_features(flux_frame("123", "i", t, flux, np.full(len(t), 50.0)), None, CONFIG).iloc[0]
+    assert out["survey"] == "lsst" and out["n_det_i"] == 40
+    assert out["mean_i"] == pytest.approx(np.mean(AB_ZEROPOINT_NJY - 2.5 * np.log10(flux)))
+    assert out["period"] == pytest.approx(4.0, rel=0.005)
+
+
+def test_config_validation_and_yaml_defaults():
+    text = (Path(__file__).resolve().parents[1] / "conf" / "features.yaml").read_text()
+    assert FeatureConfig.from_dict(yaml.safe_load(text)) == CONFIG
+    with pytest.raises(ValueError, match="unknown feature configuration keys \\['min_point'\\]"):
+        FeatureConfig.from_dict({"min_point": 6})
+    with pytest.raises(ValueError, match="min_points_per_band must be an integer >= 4"):
+        FeatureConfig.from_dict({"min_points_per_band": 2})
+    with pytest.raises(ValueError, match="unknown bands \\['w'\\]"):
+        FeatureConfig.from_dict({"bands": {"ztf": ["g", "w"]}})
+    with pytest.raises(ValueError, match="low > high"):
+        FeatureConfig.from_dict({"mhps_timescales_days": [10, 100]})
+
+
+def test_profile_reports_every_family():
+    det, nd = ztf_like_batch(np.random.default_rng(15), 6, max_points=40)
+    rates = profile(det, nd, CONFIG)
+    assert set(rates) == {"prepare", "variability", "stochastic", "period", "transient", "colour",
+                          "nondetections", "total"}
+    assert all(r > 0 for r in rates.values())
+
+
+def test_udf_wrappers_take_context_from_detection_rows():
+    from udfs.features import cogrouped_features_fn, features_fn, spark_schema
+
+    det, nd, context = rich_object(np.random.default_rng(16))
+    with_context = det.assign(sgscore1=0.2, distpsnr1=1.5)
+    out = cogrouped_features_fn(CONFIG)(with_context, nd)
+    assert out.iloc[0]["sgscore1"] == 0.2 and np.isnan(out.iloc[0]["sgscore2"])
+    assert np.isnan(features_fn(CONFIG)(det).iloc[0]["n_non_det_before_g"])
+    assert spark_schema(CONFIG).fieldNames() == FEATURE_SCHEMA.names
