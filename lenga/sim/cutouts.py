@@ -3,7 +3,7 @@
 Point sources are Moffat (1969) profiles with beta = 2.5, the usual fit to seeing-limited PSF
 wings (Trujillo et al. 2001), evaluated with astropy's ``Moffat2D``; host galaxies are Sérsic
 profiles (``Sersic2D``) normalised to their total flux (Graham & Driver 2005, eq. 2-4) and convolved
-with the reference PSF. Images are in nJy per pixel; the ZTF serialiser scales them to DN.
+with the reference PSF (scipy.signal.fftconvolve). Images are in nJy per pixel; the ZTF serialiser scales them to DN.
 
 The difference image is PSF-matched, as ZTF (Zackay et al. 2016) and LSST (Alard & Lupton 1998)
 pipelines produce: the template's point source is re-rendered with the science seeing, so only
@@ -24,9 +24,9 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.convolution import convolve_fft
 from astropy.io import fits
 from astropy.modeling.models import Moffat2D, Sersic2D
+from scipy.signal import fftconvolve
 from scipy.special import gamma as gamma_fn
 from scipy.special import gammaincinv
 
@@ -96,7 +96,8 @@ def sersic_galaxy(
     x, y = _grid(shape)
     image = Sersic2D.evaluate(x, y, flux / total_per_ie, r_eff_pix, n, x0, y0, ellip, theta)
     psf = point_source(1.0, *centre(shape), psf_fwhm_pix, shape)
-    return convolve_fft(image, psf / psf.sum(), boundary="fill", normalize_kernel=False).astype(np.float32)
+    # scipy's FFT convolution: astropy's convolve_fft pads to a power of two and cost 5x more here.
+    return fftconvolve(image, psf / psf.sum(), mode="same").astype(np.float32)
 
 
 @dataclass(frozen=True)
