@@ -73,6 +73,10 @@ class EmbeddedBroker:
         self.stop()
         raise RuntimeError(f"Tansu did not become ready in {READY_TIMEOUT_S}s; see {self.log_path}")
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def stop(self) -> None:
         if self._process is None or self._process.poll() is not None:
             return

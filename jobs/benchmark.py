@@ -1,0 +1,159 @@
+"""Benchmark: simulated alerts through the full current pipeline, with per-stage numbers.
+
+    ./spark-submit.sh bench --alerts N --json FILE [--surveys ztf] [--batch 10000]
+
+Stages, each measured on the same messages:
+- ``simulate``        the simulator producing the messages (one core; not part of the pipeline)
+- ``kafka_produce``   publishing them to the embedded Tansu broker
+- ``decode``          ``lenga.decode.decode_record_batch`` alone, in this process (one core)
+- ``kafka_read``      Spark reading the topic through the configured Kafka source (count only)
+- ``read_decode``     inside the stream: Kafka → decoded, persisted micro-batch
+- ``write_<table>``   inside the stream: de-duplication + Delta commit of each table
+- ``end_to_end``      the streaming job from start to drained topic (the headline ``alerts_per_s``)
+
+``latency_p50_s``/``latency_p95_s`` are per micro-batch (read, decode, all four commits);
+``peak_rss_mb`` is the peak resident memory of the driver Python, the JVM and every Python worker
+during the end-to-end run. Numbers are alerts/s unless named otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from lenga.config import add_config_arguments, load_config
+from lenga.decode import decode_record_batch
+from lenga.io.broker import EmbeddedBroker
+from lenga.io.kafka import create_topics, publish
+from lenga.io.session import build_session
+from lenga.monitor import PeakRSS, Stopwatch
+from lenga.runner import run_stream
+from lenga.sim.night import SimConfig, simulate
+
+# Simulated objects produce about this many alerts each over the benchmark's nights.
+ALERTS_PER_OBJECT_GUESS = 3
+DECODE_SAMPLE = 4000
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--alerts", type=int, default=20000, help="number of alerts (default 20000)")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--surveys", default="ztf", help="ztf, lsst or ztf,lsst (default ztf: ZTF-size alerts)")
+    parser.add_argument("--batch", type=int, help="alerts per micro-batch (source.kafka.max_offsets_per_trigger)")
+    parser.add_argument("--workdir", help="lake/checkpoint directory (default: a temporary one, removed)")
+    return parser.parse_args(argv)
+
+
+def simulated_messages(n: int, surveys: str, seed: int, topics: dict[str, str]) -> list:
+    """At least ``n`` valid messages (then cut to ``n``), drawing more objects until there are enough."""
+    n_objects = max(10, n // ALERTS_PER_OBJECT_GUESS // len(surveys.split(",")))
+    while True:
+        sim = SimConfig(seed=seed, n_objects=n_objects, n_nights=5, surveys=surveys, corrupt_fraction=0.0,
+                        topics=topics)
+        alerts = list(itertools.islice(simulate(sim), n))
+        if len(alerts) >= n:
+            return alerts
+        n_objects = int(n_objects * 1.5 * n / max(len(alerts), 1)) + 1
+
+
+def kafka_read_rate(spark, config, n: int) -> float:
+    """Spark reading the whole topic (no decode, no write): the source's own ceiling."""
+    from lenga.pipeline import read_alert_stream
+
+    counts: list[int] = []
+    with tempfile.TemporaryDirectory() as checkpoint, Stopwatch() as watch:
+        query = (read_alert_stream(spark, config.source).writeStream
+                 .foreachBatch(lambda df, _: counts.append(df.select("offset").count()))
+                 .trigger(availableNow=True).option("checkpointLocation", checkpoint).start())
+        query.awaitTermination()
+    if sum(counts) != n:
+        raise RuntimeError(f"the Kafka source read {sum(counts)} messages, expected {n}")
+    return n / watch.seconds
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="lenga-bench-"))
+    overrides = {"lake": {"root": str(workdir / "lake")},
+                 "stream": {"checkpoint": str(workdir / "checkpoint"), "trigger": "available_now"}}
+    if args.batch:
+        overrides["source"] = {"kafka": {"max_offsets_per_trigger": args.batch}}
+    config = load_config(args.conf, args.overrides, overrides)
+    topics = dict(zip(("ztf", "lsst"), config.source.kafka.topics, strict=False))
+    stages: dict[str, float] = {}
+    try:
+        with Stopwatch() as watch:
+            alerts = simulated_messages(args.alerts, args.surveys, config.simulate.get("seed", 42), topics)
+        stages["simulate"] = len(alerts) / watch.seconds
+        mean_kb = sum(len(a.value) for a in alerts) / len(alerts) / 1024
+
+        sample = alerts[:DECODE_SAMPLE]
+        batch = pa.RecordBatch.from_pydict({
+            "key": [a.key for a in sample], "value": [a.value for a in sample],
+            "topic": [a.topic for a in sample], "partition": [0] * len(sample), "offset": list(range(len(sample))),
+            "timestamp": pa.array([0] * len(sample), pa.timestamp("us", tz="UTC")), "timestampType": [0] * len(sample),
+        })
+        decode_record_batch(batch.slice(0, 10))  # warm the schema caches
+        with Stopwatch() as watch:
+            decode_record_batch(batch)
+        stages["decode_one_core"] = len(sample) / watch.seconds
+
+        with EmbeddedBroker(log_dir=workdir) as broker:
+            create_topics(broker.bootstrap_servers, config.source.kafka.topics, partitions=2)
+            with Stopwatch() as watch:
+                published = publish(((a.topic, a.key, a.value) for a in alerts), broker.bootstrap_servers)
+            stages["kafka_produce"] = published / watch.seconds
+            del alerts, sample, batch  # the driver must not be measured holding the benchmark's input
+            config.source.kafka.bootstrap_servers = broker.bootstrap_servers
+
+            spark = build_session("lenga-bench", config.spark)
+            stages["kafka_read"] = kafka_read_rate(spark, config, published)
+            with PeakRSS(exclude=(broker.pid,)) as memory:
+                summary = run_stream(config, spark=spark)
+        if summary.alerts_in != published:
+            raise RuntimeError(f"the stream took {summary.alerts_in} alerts, expected {published}")
+
+        decode_s = sum(b.decode_s for b in summary.batches)
+        stages["read_decode"] = summary.alerts_in / decode_s
+        for table in summary.table_rows:
+            seconds = sum(b.tables[table].seconds for b in summary.batches)
+            stages[f"write_{table}"] = summary.alerts_in / seconds if seconds else float("inf")
+        stages["end_to_end"] = summary.alerts_per_s
+        result = {
+            "alerts": summary.alerts_in,
+            "surveys": args.surveys,
+            "mean_alert_kb": round(mean_kb, 1),
+            "micro_batches": len(summary.batches),
+            "max_offsets_per_trigger": config.source.kafka.max_offsets_per_trigger,
+            "wall_s": round(summary.wall_s, 2),
+            "alerts_per_s": round(summary.alerts_per_s, 1),
+            "stages": {k: round(v, 1) for k, v in stages.items()},
+            "latency_p50_s": round(summary.latency(0.5), 2),
+            "latency_p95_s": round(summary.latency(0.95), 2),
+            "peak_rss_mb": round(memory.peak_mb, 1),
+            "peak_rss_breakdown_mb": memory.breakdown_mb(),
+            "rows": summary.table_rows,
+            "spark_master": config.spark.get("spark.master"),
+            "lake_backend": summary.backend,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
