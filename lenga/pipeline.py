@@ -19,6 +19,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -80,6 +81,33 @@ def split_tables(decoded: DataFrame) -> dict[str, DataFrame]:
 
 
 @dataclass
+class BatchContext:
+    """What an enrichment step sees of a micro-batch after the four core tables are committed.
+
+    ``tables`` holds this batch's rows (decoded, not re-read from the lake); ``app_id`` and
+    ``batch_id`` must tag every Delta commit the step makes so that replays stay idempotent.
+    """
+
+    spark: SparkSession
+    lake: Lake
+    app_id: str
+    batch_id: int
+    tables: dict[str, DataFrame]
+    config: Config
+
+
+class BatchStep(Protocol):
+    """An enrichment stage run after the core tables (cross-match, aggregation, classifiers...).
+
+    Returns the write results of the tables it appended to, keyed by table name.
+    """
+
+    name: str
+
+    def __call__(self, batch: BatchContext) -> dict[str, WriteResult]: ...
+
+
+@dataclass
 class BatchReport:
     """What one micro-batch did, for the demo summary and the benchmark."""
 
@@ -88,10 +116,11 @@ class BatchReport:
     decode_s: float
     write_s: float
     tables: dict[str, WriteResult] = field(default_factory=dict)
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
-        return self.decode_s + self.write_s
+        return self.decode_s + self.write_s + sum(self.step_seconds.values())
 
 
 def query_app_id(checkpoint: str) -> str:
@@ -105,11 +134,14 @@ def query_app_id(checkpoint: str) -> str:
 
 
 class MicroBatchWriter:
-    """The ``foreachBatch`` function: persist the decoded batch once, append the four tables."""
+    """The ``foreachBatch`` function: persist the decoded batch once, append the four tables,
+    then run the enrichment steps in order."""
 
-    def __init__(self, lake: Lake, checkpoint: str):
+    def __init__(self, lake: Lake, config: Config, steps: list[BatchStep] | None = None):
         self.lake = lake
-        self.checkpoint = checkpoint
+        self.config = config
+        self.checkpoint = config.stream.checkpoint
+        self.steps = steps or []
         self.reports: list[BatchReport] = []
         self._app_id: str | None = None
 
@@ -121,21 +153,29 @@ class MicroBatchWriter:
         try:
             input_rows = decoded.count()
             decoded_at = time.perf_counter()
+            tables = split_tables(decoded)
             results = {
                 name: self.lake.append_new(TABLE_SPECS[name], table, self._app_id, batch_id)
-                for name, table in split_tables(decoded).items()
+                for name, table in tables.items()
             }
+            report = BatchReport(batch_id, input_rows, decoded_at - started,
+                                 time.perf_counter() - decoded_at, results)
+            context = BatchContext(decoded.sparkSession, self.lake, self._app_id, batch_id, tables, self.config)
+            for step in self.steps:
+                step_started = time.perf_counter()
+                report.tables.update(step(context))
+                report.step_seconds[step.name] = time.perf_counter() - step_started
         finally:
             decoded.unpersist()
-        self.reports.append(BatchReport(batch_id, input_rows, decoded_at - started,
-                                        time.perf_counter() - decoded_at, results))
+        self.reports.append(report)
 
 
-def start_stream(spark: SparkSession, config: Config, lake: Lake) -> tuple[StreamingQuery, MicroBatchWriter]:
+def start_stream(spark: SparkSession, config: Config, lake: Lake,
+                 steps: list[BatchStep] | None = None) -> tuple[StreamingQuery, MicroBatchWriter]:
     """Start the streaming query described by ``config``; returns it with its batch writer."""
     stream = config.stream
     Path(stream.checkpoint).mkdir(parents=True, exist_ok=True)
-    writer = MicroBatchWriter(lake, stream.checkpoint)
+    writer = MicroBatchWriter(lake, config, steps)
     decoded = decode_stream(read_alert_stream(spark, config.source))
     builder = (decoded.writeStream.queryName(stream.query_name).foreachBatch(writer)
                .option("checkpointLocation", stream.checkpoint))

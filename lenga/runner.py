@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lenga.config import Config
-from lenga.io.lake import Lake, open_lake
+from lenga.io.lake import open_lake
 from lenga.io.session import build_session
 from lenga.pipeline import TABLE_SPECS, BatchReport, start_stream
 
@@ -27,6 +27,11 @@ class RunSummary:
     def alerts_in(self) -> int:
         return sum(b.input_rows for b in self.batches)
 
+    def step_rate(self, step: str) -> float:
+        """Alerts/s through one enrichment step (its own time only)."""
+        seconds = sum(b.step_seconds.get(step, 0.0) for b in self.batches)
+        return self.alerts_in / seconds if seconds else float("inf")
+
     def written(self, table: str) -> int:
         return sum(b.tables[table].rows for b in self.batches if table in b.tables)
 
@@ -39,22 +44,20 @@ class RunSummary:
         return float(np.quantile(seconds, quantile)) if seconds else 0.0
 
 
-def run_stream(config: Config, app_name: str = "lenga-stream", spark=None) -> RunSummary:
+def run_stream(config: Config, app_name: str = "lenga-stream", spark=None, steps=None) -> RunSummary:
     """Start the configured query, wait for it (AvailableNow drains and stops), return a summary."""
     spark = spark or build_session(app_name, config.spark)
     lake = open_lake(spark, config.lake.root, config.lake.backend)
     started = time.perf_counter()
-    query, writer = start_stream(spark, config, lake)
+    query, writer = start_stream(spark, config, lake, steps)
     try:
         query.awaitTermination()
     except KeyboardInterrupt:
         query.stop()
     wall = time.perf_counter() - started
-    return RunSummary(str(lake.root), type(lake).__name__, wall, writer.reports, lake_counts(lake))
-
-
-def lake_counts(lake: Lake) -> dict[str, int]:
-    return {name: lake.count(name) for name in TABLE_SPECS}
+    tables = list(TABLE_SPECS) + sorted({t for b in writer.reports for t in b.tables} - set(TABLE_SPECS))
+    return RunSummary(str(lake.root), type(lake).__name__, wall, writer.reports,
+                      {name: lake.count(name) for name in tables})
 
 
 def print_summary(summary: RunSummary, published: int | None = None) -> None:
