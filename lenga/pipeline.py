@@ -175,6 +175,8 @@ def start_stream(spark: SparkSession, config: Config, lake: Lake,
     """Start the streaming query described by ``config``; returns it with its batch writer."""
     stream = config.stream
     Path(stream.checkpoint).mkdir(parents=True, exist_ok=True)
+    for spec in TABLE_SPECS.values():
+        lake.ensure(spec)
     writer = MicroBatchWriter(lake, config, steps)
     decoded = decode_stream(read_alert_stream(spark, config.source))
     builder = (decoded.writeStream.queryName(stream.query_name).foreachBatch(writer)

@@ -80,6 +80,10 @@ class Lake(ABC):
     def exists(self, table: str) -> bool: ...
 
     @abstractmethod
+    def ensure(self, spec: TableSpec) -> None:
+        """Create the table empty if it does not exist, so readers always find every table."""
+
+    @abstractmethod
     def committed_batch(self, table: str, app_id: str) -> int | None:
         """The last batch id committed to ``table`` under ``app_id`` (None if none)."""
 
@@ -124,6 +128,15 @@ class Lake(ABC):
     def count(self, table: str) -> int:
         """Rows in a table (0 for a table that was never written)."""
 
+    @abstractmethod
+    def overwrite_arrow(self, spec: TableSpec, table: pa.Table, app_id: str, batch_id: int) -> WriteResult:
+        """Replace the whole table by an Arrow table built on the driver (reference tables such as
+        cross-match catalogs), in one transaction tagged (app_id, batch_id); a no-op on replay.
+
+        Rows are written in the given order, so a table sorted on the driver stays sorted in its
+        files (what a join on a sorted key and file statistics need). The schema may change.
+        """
+
 
 class DeltaSparkLake(Lake):
     """delta-spark backend (jar present)."""
@@ -132,6 +145,12 @@ class DeltaSparkLake(Lake):
         from delta.tables import DeltaTable
 
         return DeltaTable.isDeltaTable(self.spark, self.path(table))
+
+    def ensure(self, spec: TableSpec) -> None:
+        from delta.tables import DeltaTable
+
+        (DeltaTable.createIfNotExists(self.spark).location(self.path(spec.name))
+         .addColumns(spec.spark_schema).partitionedBy(*spec.partition_by).execute())
 
     def committed_batch(self, table: str, app_id: str) -> int | None:
         # delta-spark checks txnAppId/txnVersion itself inside the write; nothing to pre-check.
@@ -150,6 +169,20 @@ class DeltaSparkLake(Lake):
     def count(self, table: str) -> int:
         return self.spark.read.format("delta").load(self.path(table)).count() if self.exists(table) else 0
 
+    def overwrite_arrow(self, spec: TableSpec, table: pa.Table, app_id: str, batch_id: int) -> WriteResult:
+        started = time.perf_counter()
+        writer = (self.spark.createDataFrame(table).write.format("delta").mode("overwrite")
+                  .option("overwriteSchema", "true").option("txnAppId", app_id).option("txnVersion", batch_id))
+        if spec.partition_by:
+            writer = writer.partitionBy(*spec.partition_by)
+        writer.save(self.path(spec.name))
+        from delta.tables import DeltaTable
+
+        last = DeltaTable.forPath(self.spark, self.path(spec.name)).history(1).collect()[0]
+        metrics = last["operationMetrics"] or {}
+        return WriteResult(spec.name, rows=int(metrics.get("numOutputRows", 0)),
+                           files=int(metrics.get("numFiles", 0)), seconds=time.perf_counter() - started)
+
     def read(self, spec: TableSpec, nights: list[int] | None = None) -> DataFrame:
         df = self.spark.read.format("delta").load(self.path(spec.name))
         return df.where(F.col(PARTITION_COLUMN).isin(nights)) if nights else df
@@ -166,6 +199,13 @@ class DeltaRsLake(Lake):
 
         return DeltaTable.is_deltatable(self.path(table))
 
+    def ensure(self, spec: TableSpec) -> None:
+        from deltalake import DeltaTable, Schema
+
+        if not self.exists(spec.name):
+            DeltaTable.create(self.path(spec.name), Schema.from_arrow(spec.schema), mode="ignore",
+                              partition_by=list(spec.partition_by), name=spec.name)
+
     def committed_batch(self, table: str, app_id: str) -> int | None:
         from deltalake import DeltaTable
 
@@ -177,6 +217,19 @@ class DeltaRsLake(Lake):
         from deltalake import DeltaTable
 
         return DeltaTable(self.path(table)).count() if self.exists(table) else 0
+
+    def overwrite_arrow(self, spec: TableSpec, table: pa.Table, app_id: str, batch_id: int) -> WriteResult:
+        from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+
+        started = time.perf_counter()
+        done = self.committed_batch(spec.name, app_id)
+        if done is not None and done >= batch_id:
+            return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started)
+        write_deltalake(self.path(spec.name), table, mode="overwrite", schema_mode="overwrite",
+                        partition_by=list(spec.partition_by) or None, name=spec.name,
+                        commit_properties=CommitProperties(app_transactions=[Transaction(app_id, batch_id)]))
+        files = len(DeltaTable(self.path(spec.name)).file_uris())
+        return WriteResult(spec.name, rows=table.num_rows, files=files, seconds=time.perf_counter() - started)
 
     def _append(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int) -> WriteResult:
         from deltalake import CommitProperties, DeltaTable, Schema, Transaction
