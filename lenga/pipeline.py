@@ -31,7 +31,13 @@ from lenga.config import Config, SourceConfig
 from lenga.io.lake import Lake, TableSpec, WriteResult
 from lenga.io.session import kafka_format
 
-TABLE_SPECS = {name: TableSpec(name, table, tuple(schema.TABLE_KEYS[name])) for name, table in schema.TABLES.items()}
+# Each alert and each quarantined message is one Kafka record: its coordinates identify the row.
+KAFKA_ROW_ID = ("topic", "partition", "offset")
+TABLE_SPECS = {
+    name: TableSpec(name, table, tuple(schema.TABLE_KEYS[name]),
+                    row_id=KAFKA_ROW_ID if name in ("alerts", "quarantine") else ())
+    for name, table in schema.TABLES.items()
+}
 
 
 def read_alert_stream(spark: SparkSession, source: SourceConfig) -> DataFrame:

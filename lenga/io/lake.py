@@ -46,6 +46,9 @@ class TableSpec:
     schema: pa.Schema
     keys: tuple[str, ...] = ()
     partition_by: tuple[str, ...] = (PARTITION_COLUMN,)
+    # Columns unique to each input row (e.g. Kafka topic/partition/offset). When given, duplicates
+    # are found on the narrow key columns and the wide rows (cutouts) are never shuffled.
+    row_id: tuple[str, ...] = ()
 
     @property
     def spark_schema(self):
@@ -116,12 +119,17 @@ class Lake(ABC):
         if done is not None and done >= batch_id:
             return WriteResult(spec.name, skipped=True)
         keys = list(spec.keys)
-        unique = df.dropDuplicates(keys)
+        row_id = list(spec.row_id)
+        narrow = df.select(*keys, *row_id, PARTITION_COLUMN) if row_id else df
+        unique = narrow.dropDuplicates(keys)
         if self.exists(spec.name):
             nights = [row[0] for row in unique.select(PARTITION_COLUMN).distinct().collect()]
             if nights:
                 existing = self.read(spec, nights).select(*keys)
                 unique = unique.join(existing, on=keys, how="left_anti")
+        if row_id:
+            # One winner per key, known by its row id: a broadcast semi-join keeps the wide rows local.
+            unique = df.join(F.broadcast(unique.select(*row_id)), on=row_id, how="left_semi")
         return self.append(spec, unique, app_id, batch_id)
 
     @abstractmethod
@@ -306,7 +314,8 @@ def parquet_part_writer(
                     relative += f"/part-{uuid.uuid4().hex}.parquet"
                     full = os.path.join(table_root, relative)
                     os.makedirs(os.path.dirname(full), exist_ok=True)
-                    open_files[values] = (relative, pq.ParquetWriter(full, file_schema), FileStats())
+                    writer = pq.ParquetWriter(full, file_schema, **parquet_options(file_schema))
+                    open_files[values] = (relative, writer, FileStats())
                 relative, writer, stats = open_files[values]
                 data = part.drop_columns(partition_by)
                 writer.write_table(data)
@@ -328,6 +337,16 @@ def parquet_part_writer(
                 ("modification_time", pa.int64()), ("stats", pa.string())]))
 
     return write
+
+
+def parquet_options(schema: pa.Schema) -> dict:
+    """Parquet settings per column: binary payloads (cutouts: already gzipped FITS) are stored
+    as they are, without dictionary encoding or a second compression that would only cost CPU."""
+    blobs = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    return {
+        "compression": {f.name: ("none" if f.name in blobs else "zstd") for f in schema},
+        "use_dictionary": [f.name for f in schema if f.name not in blobs],
+    }
 
 
 def split_by_partition(table: pa.Table, partition_by: list[str]) -> Iterator[tuple[tuple, pa.Table]]:
