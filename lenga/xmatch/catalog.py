@@ -29,13 +29,18 @@ from lenga.xmatch.healpix import hpx_index, order_for_radius
 FORMATS = ("parquet", "csv", "fits", "delta")
 MODES = ("nearest", "all")
 
-# Column added by prepare_catalog, and the columns every match row starts with (see lenga.xmatch.match):
-# configured catalog columns may not reuse these names.
+# Column added by prepare_catalog, the order of that index as stored in the lake (lenga.xmatch.store),
+# and the columns every match row starts with (see lenga.xmatch.match): configured catalog columns may
+# not reuse these names.
 HPX_COLUMN = "hpx"
+HPX_ORDER_COLUMN = "hpx_order"
 MATCH_KEY_COLUMNS = ("survey", "objectId", "catalog", "catalog_version", "source_id", "sep_arcsec")
 
 # Number of offending values quoted in validation errors.
 _EXAMPLES = 3
+
+# Placeholder for the lake root in catalog paths (files the demo writes next to its lake).
+LAKE_PLACEHOLDER = "{lake}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +84,7 @@ class CatalogSpec:
             order_for_radius(float(self.radius_arcsec))
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from None
-        reserved = sorted(set(self.columns) & {*MATCH_KEY_COLUMNS, HPX_COLUMN})
+        reserved = sorted(set(self.columns) & {*MATCH_KEY_COLUMNS, HPX_COLUMN, HPX_ORDER_COLUMN})
         if reserved:
             raise ValueError(f"{where}: columns {reserved} clash with the match output columns")
         motion = {
@@ -92,6 +97,10 @@ class CatalogSpec:
         if given and len(given) != len(motion):
             missing = [key for key in motion if key not in given]
             raise ValueError(f"{where}: proper motion needs {list(motion)}; missing {missing}")
+
+    def in_lake(self, lake_root: str | Path) -> CatalogSpec:
+        """This spec with ``{lake}`` in its path replaced by the lake root."""
+        return dataclasses.replace(self, path=self.path.replace(LAKE_PLACEHOLDER, str(lake_root)))
 
     @property
     def order(self) -> int:
@@ -265,18 +274,28 @@ def _propagate(
     has_pm = np.isfinite(pmra) & np.isfinite(pmdec)
     if not has_pm.any():
         return ra, dec, 0
+    ra, dec = ra.copy(), dec.copy()
+    ra[has_pm], dec[has_pm] = apply_proper_motion(
+        ra[has_pm], dec[has_pm], pmra[has_pm], pmdec[has_pm],
+        Time(spec.epoch, format="jyear"), Time(spec.target_epoch, format="jyear"),
+    )
+    return ra, dec, int(has_pm.sum())
+
+
+def apply_proper_motion(
+    ra: np.ndarray, dec: np.ndarray, pmra: np.ndarray, pmdec: np.ndarray, obstime: Time, new_obstime: Time
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (deg) moved from ``obstime`` to ``new_obstime`` by their proper motions (mas/yr,
+    ``pmra`` including cos(dec)), with astropy's space motion (ERFA pmsafe), RA in [0, 360)."""
     coords = SkyCoord(
-        ra=ra[has_pm] * u.deg,
-        dec=dec[has_pm] * u.deg,
-        pm_ra_cosdec=pmra[has_pm] * u.mas / u.yr,
-        pm_dec=pmdec[has_pm] * u.mas / u.yr,
-        obstime=Time(spec.epoch, format="jyear"),
+        ra=ra * u.deg,
+        dec=dec * u.deg,
+        pm_ra_cosdec=pmra * u.mas / u.yr,
+        pm_dec=pmdec * u.mas / u.yr,
+        obstime=obstime,
     )
     with warnings.catch_warnings():
         # No parallax is given: ERFA places the stars at a large default distance and says so.
         warnings.simplefilter("ignore", ErfaWarning)
-        moved = coords.apply_space_motion(new_obstime=Time(spec.target_epoch, format="jyear"))
-    ra, dec = ra.copy(), dec.copy()
-    ra[has_pm] = moved.ra.wrap_at(360 * u.deg).deg
-    dec[has_pm] = moved.dec.deg
-    return ra, dec, int(has_pm.sum())
+        moved = coords.apply_space_motion(new_obstime=new_obstime)
+    return moved.ra.wrap_at(360 * u.deg).deg, moved.dec.deg

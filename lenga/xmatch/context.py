@@ -65,3 +65,15 @@ def probable_star(
     if score.shape != distance.shape:
         raise ValueError(f"sgscore1 and distpsnr1 differ in shape: {score.shape} vs {distance.shape}")
     return (score > min_sgscore) & (distance >= 0) & (distance < max_distance_arcsec)
+
+
+def alert_flags(
+    ssdistnr: np.ndarray, ssmagnr: np.ndarray, ss_object_id: np.ndarray, sgscore1: np.ndarray, distpsnr1: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(known_sso, probable_star) per alert of either survey, from the columns of lenga's alerts table.
+
+    Each rule reads only its own survey's columns, which are null for the other survey's alerts, so
+    it is false there: known_sso is the ZTF rule or the LSST rule; probable_star needs ZTF's PS1 fields.
+    """
+    known_sso = known_sso_ztf(ssdistnr, ssmagnr) | known_sso_lsst(ss_object_id)
+    return known_sso, probable_star(sgscore1, distpsnr1)
