@@ -22,7 +22,9 @@ WHEEL_CACHE="${LENGA_WHEEL_CACHE:-$HOME/.cache/lenga/wheels}"
 SPARK_VERSION=4.2.0
 SCALA_BINARY=2.13
 DELTA_VERSION=4.4.1
-PACKAGES="org.apache.spark:spark-sql-kafka-0-10_${SCALA_BINARY}:${SPARK_VERSION},org.apache.spark:spark-avro_${SCALA_BINARY}:${SPARK_VERSION},io.delta:delta-spark_${SCALA_BINARY}:${DELTA_VERSION}"
+# Connector jars fetched by spark-submit on a cluster; LENGA_SPARK_PACKAGES="" submits without them
+# (lenga then uses its Python Kafka source and the delta-rs backend, as in local runs).
+PACKAGES="${LENGA_SPARK_PACKAGES-org.apache.spark:spark-sql-kafka-0-10_${SCALA_BINARY}:${SPARK_VERSION},org.apache.spark:spark-avro_${SCALA_BINARY}:${SPARK_VERSION},io.delta:delta-spark_${SCALA_BINARY}:${DELTA_VERSION}}"
 
 log() { printf '[lenga] %s\n' "$*" >&2; }
 
@@ -66,6 +68,7 @@ main() {
   export PYSPARK_PYTHON="$VENV/bin/python"
   export PYSPARK_DRIVER_PYTHON="$VENV/bin/python"
   export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
+  export LENGA_CONF_DIR="${LENGA_CONF_DIR:-$ROOT/conf}"
   export PATH="$VENV/bin:$PATH"
 
   case "$job" in
@@ -91,10 +94,13 @@ with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
             if path.is_file() and "__pycache__" not in path.parts:
                 archive.write(path, path.relative_to(root))
 PY
-  exec "$VENV/bin/spark-submit" --master "$master" \
-    --packages "$PACKAGES" \
-    --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
-    --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
+  local connectors=()
+  if [[ -n "$PACKAGES" ]]; then
+    connectors=(--packages "$PACKAGES"
+      --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension
+      --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog)
+  fi
+  exec "$VENV/bin/spark-submit" --master "$master" "${connectors[@]}" \
     --conf "spark.pyspark.python=${LENGA_CLUSTER_PYTHON:-$PYSPARK_PYTHON}" \
     --py-files "$dist/lenga.zip" "$script" "$@"
 }

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# spark-submit.sh exports LENGA_CONF_DIR: on a cluster the code runs from a zip, not the checkout.
+CONF_DIR = Path(os.environ.get("LENGA_CONF_DIR", Path(__file__).resolve().parents[1] / "conf"))
 DEFAULT_CONF = CONF_DIR / "lenga.yaml"
 
 
