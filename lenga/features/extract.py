@@ -21,7 +21,7 @@ from lenga.features.curves import Curves, pack
 from lenga.features.photometry import difference_flux, magnitudes
 
 #: Bump when any feature's definition or computation changes; stored with every row.
-FEATURE_VERSION = "1.0.0"
+FEATURE_VERSION = "1.1.0"
 
 KEY_COLUMNS = ["objectId", "survey", "feature_version"]
 REQUIRED_DETECTION_COLUMNS = ["survey", "objectId", "mjd", "band"]
@@ -210,7 +210,7 @@ def _period(p: Prepared) -> dict[str, np.ndarray]:
 
 def _transient(p: Prepared) -> dict[str, np.ndarray]:
     c = p.config
-    values = transient.supernova_fit(p.flux, c.sn_mcmc_niter, c.sn_lmsder_niter, c.sn_refit_chi2, c.n_jobs)
+    values = transient.supernova_fit(p.flux, c.sn_lmsder_niter, c.sn_retry_chi2, c.n_jobs)
     return _scatter(values, p.flux_object, p.flux_band, transient.names(), p)
 
 
