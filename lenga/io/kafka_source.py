@@ -75,6 +75,9 @@ def _client_config(options: dict[str, str]) -> dict[str, object]:
     config["enable.auto.commit"] = False
     config["enable.partition.eof"] = False
     config.setdefault("fetch.message.max.bytes", 16 * 1024 * 1024)
+    # Tasks only ask for records known to exist: do not let the broker hold a fetch open waiting
+    # for more (measured with Tansu: 1,840 → 2,921 msg/s of 80 KB with 1 MB producer batches).
+    config.setdefault("fetch.wait.max.ms", 10)
     config.setdefault("log_level", 3)
     return config
 

@@ -123,9 +123,9 @@ class Lake(ABC):
         narrow = df.select(*keys, *row_id, PARTITION_COLUMN) if row_id else df
         unique = narrow.dropDuplicates(keys)
         if self.exists(spec.name):
-            nights = [row[0] for row in unique.select(PARTITION_COLUMN).distinct().collect()]
+            nights = df.agg(F.collect_set(PARTITION_COLUMN)).first()[0]
             if nights:
-                existing = self.read(spec, nights).select(*keys)
+                existing = self.read(spec, sorted(nights)).select(*keys)
                 unique = unique.join(existing, on=keys, how="left_anti")
         if row_id:
             # One winner per key, known by its row id: a broadcast semi-join keeps the wide rows local.
