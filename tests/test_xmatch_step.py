@@ -176,3 +176,18 @@ def test_batch_objects_mean_direction_across_ra_zero(spark):
     assert min(a.ra, 360 - a.ra) < 1e-9 and a.dec == pytest.approx(10.0001, abs=1e-8) and a.night == 20250501
     assert b.dec == pytest.approx(-90.0, abs=1e-6)  # opposite sides of the pole: the pole itself
     assert not (a.known_sso or a.probable_star or b.known_sso)
+
+
+def test_partitioned_catalog_gives_the_broadcast_rows(world, tmp_path):
+    lake, spark = world["lake"], world["lake"].spark
+    broadcast = build_step(world["config"], lake)
+    partitioned = CrossmatchStep(broadcast.catalogs, broadcast_max_rows=0)
+    new = broadcast.new_objects(spark, open_lake(spark, tmp_path / "fresh"), batch_objects(world["alerts"]))
+
+    def rows(step):
+        found = step.match(spark, lake, new).toArrow().to_pylist()
+        return sorted((r["objectId"], r["source_id"], round(r["sep_arcsec"], 9), sorted(r["labels"])) for r in found)
+
+    expected = rows(broadcast)
+    assert len(expected) == sum(1 for cls in world["truth"].values() if cls != "asteroid")
+    assert rows(partitioned) == expected
