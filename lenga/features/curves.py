@@ -128,3 +128,20 @@ def pack(group: np.ndarray, t: np.ndarray, y: np.ndarray, err: np.ndarray) -> tu
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(group) else np.zeros(0, np.int64)
     offsets = np.append(starts, len(group)).astype(np.int64)
     return Curves(t, y, err, offsets), group[starts]
+
+
+def parabola_peak(x: np.ndarray, y: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """Abscissa of the vertex of the parabola through points (i-1, i, i+1) of uniform grids.
+
+    ``x`` and ``y`` are (rows, grid); at a grid edge, or when the three points are not concave, the
+    grid point itself is returned.
+    """
+    rows = np.arange(len(i))
+    size = x.shape[1]
+    inner = (i > 0) & (i < size - 1)
+    lo, hi = np.clip(i - 1, 0, size - 1), np.clip(i + 1, 0, size - 1)
+    y0, y1, y2 = y[rows, lo], y[rows, i], y[rows, hi]
+    curvature = y0 - 2.0 * y1 + y2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(inner & (curvature < 0), 0.5 * (y0 - y2) / curvature, 0.0)
+    return x[rows, i] + np.clip(shift, -0.5, 0.5) * (x[:, 1] - x[:, 0])

@@ -2,12 +2,29 @@
 
 The period comes from light-curve's multiband Lomb-Scargle (``Periodogram(bands=...)``, fast
 Press & Rybicki 1989 algorithm; bands combined with chi2 weights as in VanderPlas & Ivezic 2015)
-on a deliberately coarse frequency grid, because its cost grows with the grid size (~40 ns per
-frequency per curve measured here). The two best peaks are then refined on a fine local grid with
-the exact generalised Lomb-Scargle power (Zechmeister & Kürster 2009), evaluated for all curves at
-once, which also re-ranks the two peaks (typical: a true period and its 1-day alias). Harmonics
-(ALeRCE Harmonics_mag/phase/mse, Sánchez-Sáez et al. 2021 eq. 3) are a weighted linear least-squares
-fit of a Fourier series at the best period, again for all curves at once.
+on a deliberately coarse frequency grid, because its cost grows with the grid size (~45 ns per
+frequency per band measured here: 0.73 ms for g+r on the 2**13 grid of a 300-day season). The two
+best peaks are then refined on a fine local grid with the exact generalised Lomb-Scargle power
+(Zechmeister & Kürster 2009), which also re-ranks them (typical: a true period and its 1-day
+alias), and the vertex of a parabola through the best fine point and its neighbours gives the
+period. The refinement works on the flat point arrays of all curves at once (no padding), with
+e^{i w t} along each fine grid from a running complex product instead of sines and cosines.
+
+Measured on 600 simulated sinusoids per seed (periods 0.1-100 d, 20-200 points per band over a
+300-day season, amplitude / noise 0.5-50), fraction of periods within 0.5%, and objects/s on one
+core for the whole family:
+
+==================================================  ===============  ==========
+search                                               within 0.5%      objects/s
+==================================================  ===============  ==========
+oversampling 2, 2 peaks, padded design matrices       0.920 / 0.927      570
+oversampling 2, 2 peaks, flat sums + parabola         0.928 / 0.935    1,000
+oversampling 1, 3 peaks, flat sums + parabola         0.928 / 0.928    1,500
+oversampling 1, 2 peaks                               0.803 / 0.795    1,650
+==================================================  ===============  ==========
+
+Harmonics (ALeRCE Harmonics_mag/phase/mse, Sánchez-Sáez et al. 2021 eq. 3) are a weighted linear
+least-squares fit of a Fourier series at the best period, again for all curves at once.
 """
 
 from __future__ import annotations
@@ -17,7 +34,7 @@ from functools import lru_cache
 import light_curve as lc
 import numpy as np
 
-from lenga.features.curves import Curves, PaddedBlock
+from lenga.features.curves import Curves, PaddedBlock, parabola_peak
 
 #: Coarse grids have 2**k frequencies, k clipped to this range (2**17 ~ 5 ms per curve).
 GRID_LOG2_RANGE = (10, 17)
@@ -27,13 +44,16 @@ REFINED_PEAKS = 2
 REFINE_POINTS = 21
 #: Relative ridge added to normal equations so that exactly degenerate designs still solve.
 RIDGE = 1e-12
+#: A sinusoid whose sine and cosine are this close to collinear on the data (2x2 determinant over
+#: the product of the diagonal) explains nothing new: its chi2 reduction is taken as zero.
+DEGENERATE = 1e-9
 
 MULTIBAND_NAMES = ["period", "period_snr", "period_power", "period_power_ratio"]
 MULTIBAND_DESCRIPTIONS = [
     "best multiband Lomb-Scargle period [d], refined on a fine local grid",
     "signal-to-noise of the best coarse periodogram peak: (P - mean P) / std P (false-alarm proxy)",
     "generalised Lomb-Scargle power at the period: chi2 reduction of a sinusoid, all bands, in [0, 1]",
-    "power of the other of the two best peaks over the best one's (1: ambiguous, e.g. aliases)",
+    "power of the second-best refined peak over the best one's (1: ambiguous, e.g. aliases)",
 ]
 
 
@@ -55,7 +75,7 @@ def band_descriptions(n_harmonics: int) -> list[str]:
 @lru_cache(maxsize=256)
 def _periodogram(bands: tuple[str, ...], log2_size: int, max_omega: float) -> lc.Periodogram:
     return lc.Periodogram(peaks=REFINED_PEAKS, freqs=np.linspace(0.0, max_omega, 2**log2_size + 1), fast=True,
-                          bands=list(bands), features=[lc.Mean(), lc.StandardDeviation()])
+                          bands=list(bands))
 
 
 def period_features(mag: Curves, curve_object: np.ndarray, curve_band: np.ndarray, n_objects: int,
@@ -74,32 +94,71 @@ def period_features(mag: Curves, curve_object: np.ndarray, curve_band: np.ndarra
     max_omega = 2.0 * np.pi / period_min_days
     objects, peaks, step, snr = _coarse_peaks(mag, curve_object, curve_band, band_labels, max_omega,
                                               oversampling, n_jobs)
-    offsets = np.linspace(-1.0, 1.0, REFINE_POINTS)
-    candidates = (peaks[:, :, None] + step[:, None, None] * offsets[None, None, :]).reshape(len(objects), -1)
-    candidates = np.clip(candidates, step[:, None] * 1e-3, None)
     object_slot = np.full(n_objects, -1)
     object_slot[objects] = np.arange(len(objects))
     slot = object_slot[curve_object]
-    chi2_drop = np.zeros_like(candidates)
-    chi2_zero = np.zeros(len(objects))
-    for rows, block in mag.padded_blocks():
-        for c in range(candidates.shape[1]):
-            _, chi2, chi2_0, _ = harmonic_fit(block, candidates[slot[rows], c], 1)
-            np.add.at(chi2_drop[:, c], slot[rows], chi2_0 - chi2)
-        np.add.at(chi2_zero, slot[rows], chi2_0)
-    power = chi2_drop / chi2_zero[:, None]
-    best = power.argmax(axis=1)
-    by_peak = power.reshape(len(objects), REFINED_PEAKS, REFINE_POINTS).max(axis=2)
-    best_peak = best // REFINE_POINTS
+    fine_step = step * 2.0 / (REFINE_POINTS - 1)
+    power = _refined_power(mag, slot, len(objects), peaks, step, fine_step)
     r = np.arange(len(objects))
-    omega = candidates[r, best]
+    best = power.reshape(len(objects), -1).argmax(axis=1)
+    best_peak, best_point = np.divmod(best, REFINE_POINTS)
+    fine_grid = (peaks[r, best_peak][:, None] - step[:, None]) + fine_step[:, None] * np.arange(REFINE_POINTS)
+    omega = parabola_peak(fine_grid, power[r, best_peak], best_point)
+    by_peak = -np.sort(-power.max(axis=2), axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = by_peak[r, 1 - best_peak] / by_peak[r, best_peak]
-    multiband[objects] = np.column_stack([2.0 * np.pi / omega, snr[r, best_peak], power[r, best], ratio])
+        ratio = by_peak[:, 1] / by_peak[:, 0]
     curve_omega = omega[slot]
+    chi2_drop, chi2_zero = np.zeros(len(objects)), np.zeros(len(objects))
     for rows, block in mag.padded_blocks():
-        per_band[rows] = _band_block(block, curve_omega[rows], n_harmonics)
+        per_band[rows], band_chi2, band_chi2_zero = _band_block(block, curve_omega[rows], n_harmonics)
+        np.add.at(chi2_drop, slot[rows], band_chi2_zero - band_chi2)
+        np.add.at(chi2_zero, slot[rows], band_chi2_zero)
+    multiband[objects] = np.column_stack([2.0 * np.pi / omega, snr[r, best_peak], chi2_drop / chi2_zero, ratio])
     return multiband, per_band
+
+
+def _refined_power(mag: Curves, slot: np.ndarray, n_slots: int, peaks: np.ndarray, step: np.ndarray,
+                   fine_step: np.ndarray) -> np.ndarray:
+    """Multiband generalised Lomb-Scargle power on the fine grids around each coarse peak.
+
+    Returns (n_slots, REFINED_PEAKS, REFINE_POINTS): for peak p the grid is peak - step +
+    k fine_step. The power is the chi2 reduction of a sinusoid plus a constant per band over the
+    chi2 of the constants (Zechmeister & Kürster 2009, eqs. 4-20, as a 2x2 solve after removing
+    the weighted mean). Computed on the flat point arrays, without padding: e^{i w t} on the grid
+    comes from one complex exponential and a running product, and the weighted sums over each
+    curve from ``np.add.reduceat``. Grid points at w <= 0 get power -inf.
+    """
+    point_slot = slot[mag.curve_index]
+    starts = mag.offsets[:-1]
+    w = 1.0 / mag.err**2
+    weight = mag.reduce(np.add, w)
+    centred = mag.y - (mag.reduce(np.add, w * mag.y) / weight)[mag.curve_index]
+    wy = w * centred
+    chi2_zero = np.bincount(slot, mag.reduce(np.add, wy * centred), minlength=n_slots)
+    # times relative to each curve's start keep the phases small: e^{i w t} stays accurate under
+    # the running product
+    t = mag.t - mag.t[starts][mag.curve_index]
+    power = np.full((n_slots, REFINED_PEAKS, REFINE_POINTS), -np.inf)
+    for p in range(REFINED_PEAKS):
+        low = peaks[:, p] - step
+        z = np.exp(1j * low[point_slot] * t)
+        rotate = np.exp(1j * fine_step[point_slot] * t)
+        for k in range(REFINE_POINTS):
+            if k:
+                z *= rotate
+            wz = w * z
+            z1, z2, yz = (np.add.reduceat(values, starts) for values in (wz, wz * z, centred * wz))
+            # sums of w cos^2, w sin^2, w sin cos from sum w e^{2 i w t}; then remove the mean
+            cc = 0.5 * (weight + z2.real) - z1.real**2 / weight
+            ss = 0.5 * (weight - z2.real) - z1.imag**2 / weight
+            sc = 0.5 * z2.imag - z1.real * z1.imag / weight
+            det = cc * ss - sc**2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                drop = (ss * yz.real**2 - 2.0 * sc * yz.real * yz.imag + cc * yz.imag**2) / det
+            drop = np.where(det > DEGENERATE * cc * ss, drop, 0.0)
+            total = np.bincount(slot, drop, minlength=n_slots)
+            power[:, p, k] = np.where(low + k * fine_step > 0, total / chi2_zero, -np.inf)
+    return power
 
 
 def _coarse_peaks(mag: Curves, curve_object: np.ndarray, curve_band: np.ndarray, band_labels: tuple[str, ...],
@@ -121,7 +180,7 @@ def _coarse_peaks(mag: Curves, curve_object: np.ndarray, curve_band: np.ndarray,
     band_mask = np.zeros((len(objects), len(band_labels)), dtype=bool)
     band_mask[np.searchsorted(objects, curve_object), curve_band] = True
     keys = [(tuple(np.asarray(band_labels)[m]), k) for m, k in zip(band_mask, log2_size.tolist(), strict=True)]
-    result = np.empty((len(objects), 2 * REFINED_PEAKS + 2))
+    result = np.empty((len(objects), 2 * REFINED_PEAKS))
     for key in set(keys):
         members = [i for i, k in enumerate(keys) if k == key]
         curves = [(t[starts[i]:ends[i]], y[starts[i]:ends[i]], err[starts[i]:ends[i]], band[starts[i]:ends[i]])
@@ -159,7 +218,9 @@ def harmonic_fit(block: PaddedBlock, omega: np.ndarray, n_harmonics: int
     return coef, chi2, chi2_0, residual
 
 
-def _band_block(block: PaddedBlock, omega: np.ndarray, n_harmonics: int) -> np.ndarray:
+def _band_block(block: PaddedBlock, omega: np.ndarray, n_harmonics: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-band outputs at ``omega``, plus the one-harmonic fit's chi2 and the constant's chi2."""
     _, chi2, chi2_0, _ = harmonic_fit(block, omega, 1)
     coef, _, _, residual = harmonic_fit(block, omega, n_harmonics)
     sin_c, cos_c = coef[:, 1::2], coef[:, 2::2]
@@ -171,4 +232,4 @@ def _band_block(block: PaddedBlock, omega: np.ndarray, n_harmonics: int) -> np.n
     mse = (residual**2).sum(axis=1) / n
     harmonics = np.column_stack([amplitude, relative_phase, mse])
     harmonics[n < 2 * n_harmonics + 2] = np.nan
-    return np.column_stack([1.0 - chi2 / chi2_0, harmonics])
+    return np.column_stack([1.0 - chi2 / chi2_0, harmonics]), chi2, chi2_0

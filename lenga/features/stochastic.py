@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from lenga.features.curves import Curves, PaddedBlock, map_padded
+from lenga.features.curves import Curves, PaddedBlock, map_padded, parabola_peak
 
 #: log-spaced DRW / IAR time scales tau [d], 0.1 d to 4.5 yr (ratio 2 per step).
 TAU_GRID_DAYS = np.geomspace(0.1, 2.0**14 * 0.1, 15)
 #: DRW stationary variance grid relative to the curve's sample variance (ratio 2 per step).
-VARIANCE_GRID_FACTORS = np.geomspace(1.0 / 16.0, 4.0, 7)
+VARIANCE_GRID_FACTORS = 2.0 ** np.arange(-4.0, 3.0)
+#: Column of VARIANCE_GRID_FACTORS at the sample variance itself (factor 1): the IAR model.
+IAR_COLUMN = int(np.flatnonzero(VARIANCE_GRID_FACTORS == 1.0)[0])
 #: Points per axis of the fine DRW grid, spanning +-1 coarse step around the coarse maximum.
 FINE_GRID_POINTS = 5
 #: Arévalo et al. (2012): the Mexican hat of width sigma peaks at k = 1 / (sqrt(2) pi sigma).
@@ -57,28 +59,38 @@ def stochastic_features(mag: Curves, mhps_timescales_days: tuple[float, float]) 
 def ou_log_likelihood(block: PaddedBlock, tau: np.ndarray, variance: np.ndarray) -> np.ndarray:
     """Exact log-likelihood of mean-subtracted curves under an OU process plus measurement noise.
 
-    ``tau`` and ``variance`` have shape (rows, grid): one parameter set per column. The Kalman
-    recursion (Kelly et al. 2009, eqs. 6-12) runs once over the time index for all rows and all
-    parameter sets; padded points carry zero weight and zero time step.
+    ``tau`` and ``variance`` have one row per curve and broadcast against each other to
+    (rows, *grid): one parameter set per grid cell. The Kalman recursion (Kelly et al. 2009, eqs.
+    6-12) runs once over the time index for all rows and all parameter sets. Rows are visited in
+    order of decreasing length, so that at each time index the rows still running are a prefix:
+    padding costs nothing, and the decay factors are computed once per tau, not per grid cell.
     """
-    mean = np.zeros_like(tau)
-    var = variance.copy()
-    loglike = np.zeros_like(tau)
-    width = block.t.shape[1]
-    for i in range(width):
-        err2 = (block.err[:, i] ** 2)[:, None]
-        weight = block.mask[:, i][:, None]
-        total = var + err2
-        innovation = block.y[:, i][:, None] - mean
-        loglike -= 0.5 * weight * (np.log(2.0 * np.pi * total) + innovation**2 / total)
-        gain = var / total
-        mean = mean + gain * innovation
-        var = var * (1.0 - gain)
-        if i + 1 < width:
-            decay = np.exp(-(block.t[:, i + 1] - block.t[:, i])[:, None] / tau)
-            mean = decay * mean
-            var = decay**2 * var + variance * (1.0 - decay**2)
-    return loglike
+    shape = np.broadcast_shapes(tau.shape, variance.shape)
+    n = block.n
+    order = np.argsort(-n, kind="stable")
+    grid_axes = (1,) * (len(shape) - 1)
+    t, y, err2 = block.t[order], block.y[order], block.err[order] ** 2
+    tau, variance = tau[order], variance[order]
+    running = np.count_nonzero(n[order][:, None] > np.arange(t.shape[1])[None, :], axis=0)
+    mean = np.zeros(shape)
+    var = np.broadcast_to(variance, shape).copy()
+    loglike = np.zeros(shape)
+    for i, k in enumerate(running.tolist()):
+        m, v, ll = mean[:k], var[:k], loglike[:k]
+        noise = err2[:k, i].reshape(k, *grid_axes)
+        total = v + noise
+        innovation = y[:k, i].reshape(k, *grid_axes) - m
+        ll += np.log(total) + innovation**2 / total  # -2 log-likelihood until the end
+        m += v / total * innovation
+        v *= noise / total
+        k_next = running[i + 1] if i + 1 < len(running) else 0
+        if k_next:
+            decay = np.exp(-(t[:k_next, i + 1] - t[:k_next, i]).reshape(k_next, *grid_axes) / tau[:k_next])
+            m[:k_next] *= decay
+            v[:k_next] = variance[:k_next] + decay**2 * (v[:k_next] - variance[:k_next])
+    out = np.empty_like(loglike)
+    out[order] = -0.5 * (loglike + np.log(2.0 * np.pi) * n[order].reshape(-1, *grid_axes))
+    return out
 
 
 def _ou_block(block: PaddedBlock) -> np.ndarray:
@@ -87,77 +99,49 @@ def _ou_block(block: PaddedBlock) -> np.ndarray:
     centred = PaddedBlock(block.t, np.where(block.mask, block.y - mean, 0.0), block.err, block.mask)
     log_sample_var = np.log(np.maximum((centred.y**2).sum(axis=1) / (n - 1), np.finfo(float).tiny))[:, None]
     rows = len(n)
-    # coarse pass: the DRW grid and, in the same Kalman sweep, the IAR line. IAR (Eyheramendy et al.
-    # 2018) standardises the curve, i.e. it is the OU model with the variance fixed at the sample's.
+    r = np.arange(rows)
+    # coarse pass: the DRW grid. Its column at the sample variance is IAR's likelihood: IAR
+    # (Eyheramendy et al. 2018) standardises the curve, i.e. it is the OU model with the variance
+    # fixed at the sample's.
     log_tau = np.tile(np.log(TAU_GRID_DAYS), (rows, 1))
     log_var = log_sample_var + np.log(VARIANCE_GRID_FACTORS)[None, :]
-    drw, iar = _ou_grid(centred, log_tau, log_var, extra=(log_tau, log_sample_var))
+    drw = _ou_grid(centred, log_tau, log_var)
+    iar = drw[:, :, IAR_COLUMN]
+    iar_log_tau = parabola_peak(log_tau, iar, iar.argmax(axis=1))
     i_tau, i_var = np.unravel_index(drw.reshape(rows, -1).argmax(axis=1), drw.shape[1:])
-    iar_log_tau = _parabola_peak(log_tau, iar[:, :, 0], iar[:, :, 0].argmax(axis=1))
     # fine pass: a grid of half the coarse spacing around the best coarse point, because tau and the
     # variance are correlated (at short lags only variance / tau is constrained)
-    r = np.arange(rows)
     fine = np.linspace(-1.0, 1.0, FINE_GRID_POINTS)[None, :]
     fine_tau = log_tau[r, i_tau][:, None] + fine * np.log(TAU_GRID_DAYS[1] / TAU_GRID_DAYS[0])
     fine_var = log_var[r, i_var][:, None] + fine * np.log(VARIANCE_GRID_FACTORS[1] / VARIANCE_GRID_FACTORS[0])
-    drw, _ = _ou_grid(centred, fine_tau, fine_var)
+    drw = _ou_grid(centred, fine_tau, fine_var)
     j_tau, j_var = np.unravel_index(drw.reshape(rows, -1).argmax(axis=1), drw.shape[1:])
-    best_log_tau = _parabola_peak(fine_tau, drw[r, :, j_var], j_tau)
-    best_log_var = _parabola_peak(fine_var, drw[r, j_tau, :], j_var)
+    best_log_tau = parabola_peak(fine_tau, drw[r, :, j_var], j_tau)
+    best_log_var = parabola_peak(fine_var, drw[r, j_tau, :], j_var)
     return np.column_stack([np.exp(0.5 * best_log_var), np.exp(best_log_tau), np.exp(-np.exp(-iar_log_tau))])
 
 
-def _ou_grid(block: PaddedBlock, log_tau: np.ndarray, log_var: np.ndarray,
-             extra: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """OU log-likelihood on the per-row grid log_tau x log_var (rows, n_tau, n_var).
-
-    ``extra`` is a second (log_tau, log_var) grid evaluated in the same sweep and returned second.
-    """
-    rows, n_tau, n_var = len(log_tau), log_tau.shape[1], log_var.shape[1]
-    taus = np.repeat(log_tau, n_var, axis=1)
-    variances = np.tile(log_var, (1, n_tau))
-    if extra is not None:
-        extra_tau, extra_var = extra
-        taus = np.hstack([taus, np.repeat(extra_tau, extra_var.shape[1], axis=1)])
-        variances = np.hstack([variances, np.tile(extra_var, (1, extra_tau.shape[1]))])
-    loglike = ou_log_likelihood(block, np.exp(taus), np.exp(variances))
-    main = loglike[:, : n_tau * n_var].reshape(rows, n_tau, n_var)
-    if extra is None:
-        return main, None
-    return main, loglike[:, n_tau * n_var:].reshape(rows, extra[0].shape[1], extra[1].shape[1])
-
-
-def _parabola_peak(x: np.ndarray, y: np.ndarray, i: np.ndarray) -> np.ndarray:
-    """Abscissa of the vertex of the parabola through points (i-1, i, i+1) of uniform grids.
-
-    ``x`` and ``y`` are (rows, grid); at a grid edge, or when the three points are not concave, the
-    grid point itself is returned.
-    """
-    rows = np.arange(len(i))
-    size = x.shape[1]
-    inner = (i > 0) & (i < size - 1)
-    lo, hi = np.clip(i - 1, 0, size - 1), np.clip(i + 1, 0, size - 1)
-    y0, y1, y2 = y[rows, lo], y[rows, i], y[rows, hi]
-    curvature = y0 - 2.0 * y1 + y2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shift = np.where(inner & (curvature < 0), 0.5 * (y0 - y2) / curvature, 0.0)
-    return x[rows, i] + np.clip(shift, -0.5, 0.5) * (x[:, 1] - x[:, 0])
+def _ou_grid(block: PaddedBlock, log_tau: np.ndarray, log_var: np.ndarray) -> np.ndarray:
+    """OU log-likelihood on the per-row grid log_tau x log_var: (rows, n_tau, n_var)."""
+    return ou_log_likelihood(block, np.exp(log_tau)[:, :, None], np.exp(log_var)[:, None, :])
 
 
 def _pairwise_block(block: PaddedBlock, timescales: tuple[float, float]) -> np.ndarray:
     lag = block.t[:, None, :] - block.t[:, :, None]  # lag[r, i, j] = t_j - t_i
-    pair = block.mask[:, :, None] & block.mask[:, None, :]
     n = block.n
     centred = np.where(block.mask, block.y - (block.y.sum(axis=1) / n)[:, None], 0.0)
-    low, high = (_mexican_hat_variance(lag, pair, centred, block.mask, scale) for scale in timescales)
+    # float32 halves the cost of the O(n^2) kernels; the results are variances, 1e-7 precision is plenty
+    lag2 = (lag**2).astype(np.float32)
+    weights = np.stack([centred, block.mask], axis=2).astype(np.float32)
+    low, high = (_mexican_hat_variance(lag2, weights, block.mask, scale) for scale in timescales)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = low / high
-    amplitude, gamma = _structure_function(lag, pair, block)
+    amplitude, gamma = _structure_function(block)
     return np.column_stack([low, high, ratio, amplitude, gamma])
 
 
-def _mexican_hat_variance(lag: np.ndarray, pair: np.ndarray, y: np.ndarray, mask: np.ndarray,
-                          timescale: float) -> np.ndarray:
+def _mexican_hat_variance(lag2: np.ndarray, weights: np.ndarray, mask: np.ndarray, timescale: float
+                          ) -> np.ndarray:
     """Variance of the Mexican-hat filtered curve, per unit epsilon^2, at the data points.
 
     Arévalo et al. (2012) filter with the difference of two Gaussian smoothings of widths
@@ -165,20 +149,23 @@ def _mexican_hat_variance(lag: np.ndarray, pair: np.ndarray, y: np.ndarray, mask
     F = (G1*y)/(G1*mask) - (G2*y)/(G2*mask). For eps -> 0 (they take eps = 1e-3) this is
     -eps d/d(ln sigma) of (G*y)/(G*mask), which needs a single Gaussian; dG/d ln sigma = G u,
     u = lag^2 / sigma^2. Returned is mean_i (F_i / eps)^2.
+
+    ``lag2`` holds the squared lags (rows, width, width), ``weights`` the stacked (centred
+    magnitude, mask) per point (rows, width, 2): one matrix product smooths both, and padded
+    points, with zero magnitude and mask, drop out of every sum.
     """
-    # float32 halves the cost of the O(n^2) kernels; the result is a variance, 1e-7 precision is plenty
-    u = ((lag / (timescale * MHPS_SIGMA_PER_TIMESCALE)) ** 2).astype(np.float32)
-    g = np.exp(-0.5 * u) * pair
-    gu = g * u
-    y32 = y.astype(np.float32)[:, :, None]
-    a, b = (g @ y32)[:, :, 0], g.sum(axis=2)
-    da, db = (gu @ y32)[:, :, 0], gu.sum(axis=2)
+    half_u = lag2 * np.float32(-0.5 / (timescale * MHPS_SIGMA_PER_TIMESCALE) ** 2)  # -u / 2
+    g = np.exp(half_u)
+    smooth = g @ weights
+    d_smooth = (g * half_u) @ weights  # -(1/2) (G u) * (y, mask)
+    a, b = smooth[:, :, 0], smooth[:, :, 1]
+    da, db = d_smooth[:, :, 0], d_smooth[:, :, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        derivative = np.where(mask, (da * b - a * db) / b**2, 0.0)
+        derivative = np.where(mask, -2.0 * (da * b - a * db) / b**2, 0.0)
     return (derivative.astype(float) ** 2).sum(axis=1) / mask.sum(axis=1)
 
 
-def _structure_function(lag: np.ndarray, pair: np.ndarray, block: PaddedBlock) -> tuple[np.ndarray, np.ndarray]:
+def _structure_function(block: PaddedBlock) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares power law through the binned, noise-corrected structure function.
 
     SF^2(bin) = <(m_j - m_i)^2 - e_i^2 - e_j^2> over pairs with lag in the bin (Schmidt et al.
@@ -188,20 +175,17 @@ def _structure_function(lag: np.ndarray, pair: np.ndarray, block: PaddedBlock) -
     weights at span / lag gives 0.49 with 0.42-0.56. Fewer than two such bins: NaN,
     the curve shows no variability above its noise.
     """
-    rows, width = block.t.shape
-    upper = pair & (lag > 0) & np.triu(np.ones((width, width), dtype=bool), 1)[None]
-    log_lag = np.log10(lag[upper])
-    err2 = block.err**2
-    excess = ((block.y[:, None, :] - block.y[:, :, None]) ** 2 - err2[:, None, :] - err2[:, :, None])[upper]
-    row = np.broadcast_to(np.arange(rows)[:, None, None], upper.shape)[upper]
+    lag, excess, valid = _pairs(block)
+    rows = len(lag)
+    log_lag = np.log10(np.where(valid, lag, 1.0).astype(np.float32))
     n_bins = len(SF_LOG_LAG_EDGES) - 1
     width_dex = SF_LOG_LAG_EDGES[1] - SF_LOG_LAG_EDGES[0]
-    bins = np.clip(((log_lag - SF_LOG_LAG_EDGES[0]) / width_dex).astype(np.int64), 0, n_bins - 1)
-    key = row * n_bins + bins
+    bins = np.clip((log_lag - np.float32(SF_LOG_LAG_EDGES[0])) / np.float32(width_dex), 0, n_bins - 1).astype(np.intp)
     size = rows * n_bins
-    count = np.bincount(key, minlength=size).reshape(rows, n_bins)
-    sum_excess = np.bincount(key, excess, minlength=size).reshape(rows, n_bins)
-    sum_log_lag = np.bincount(key, log_lag, minlength=size).reshape(rows, n_bins)
+    key = np.where(valid, bins + n_bins * np.arange(rows)[:, None], size).ravel()  # invalid pairs: bin ``size``
+    count = np.bincount(key, minlength=size + 1)[:size].reshape(rows, n_bins)
+    sum_excess = np.bincount(key, excess.ravel(), minlength=size + 1)[:size].reshape(rows, n_bins)
+    sum_log_lag = np.bincount(key, log_lag.ravel(), minlength=size + 1)[:size].reshape(rows, n_bins)
     with np.errstate(divide="ignore", invalid="ignore"):
         sf2 = sum_excess / count
         x = sum_log_lag / count - np.log10(SF_REFERENCE_LAG_DAYS)
@@ -221,3 +205,26 @@ def _structure_function(lag: np.ndarray, pair: np.ndarray, block: PaddedBlock) -
         gamma = np.where(defined, (s * sxy - sx * sy) / det, np.nan)
         log_amplitude = np.where(defined, (sy - gamma * sx) / s, np.nan)
     return 10.0**log_amplitude, gamma
+
+
+def _pairs(block: PaddedBlock) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lag, noise-corrected squared magnitude difference and validity of every pair i < j of a row.
+
+    Pairs are laid out diagonal by diagonal (j - i = 1, 2, ...): each diagonal is a contiguous
+    slice difference, several times cheaper than gathering the pairs with index arrays. Padding
+    sits at the end of a row, so a pair is real when its later point is.
+    """
+    rows, width = block.t.shape
+    n_pairs = width * (width - 1) // 2
+    lag, excess = np.empty((rows, n_pairs)), np.empty((rows, n_pairs))
+    valid = np.empty((rows, n_pairs), dtype=bool)
+    err2 = block.err**2
+    start = 0
+    for d in range(1, width):
+        pairs = slice(start, start + width - d)
+        np.subtract(block.t[:, d:], block.t[:, :-d], out=lag[:, pairs])
+        dy = block.y[:, d:] - block.y[:, :-d]
+        np.subtract(dy * dy, err2[:, d:] + err2[:, :-d], out=excess[:, pairs])
+        valid[:, pairs] = block.mask[:, d:]
+        start += width - d
+    return lag, excess, valid
