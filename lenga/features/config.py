@@ -44,8 +44,10 @@ class FeatureConfig:
     period_min_days:
         Shortest period searched; sets the top of the periodogram frequency grid.
     period_oversampling:
-        Coarse periodogram grid points per peak width 1/T; the best peaks are then refined on a fine
-        local grid, so a small value (2) only risks ranking two near-equal aliases wrongly.
+        Coarse periodogram grid points per peak width 1/T (rounded up to the next power-of-two grid);
+        the five best peaks are then refined on a fine local grid. 1 finds periods as well as 2
+        with two refined peaks (0.931 vs 0.932 within 0.5% on simulated sinusoids) for 1.4x the
+        speed of the period family (measured in :mod:`lenga.features.period`).
     n_harmonics:
         Harmonics fitted at the best period (ALeRCE: 7); needs 2 * n + 2 points in the band.
     sn_lmsder_niter:
@@ -67,7 +69,7 @@ class FeatureConfig:
     min_points_per_band: int = 6
     bands: dict[str, list[str]] = field(default_factory=_default_bands)
     period_min_days: float = 0.1
-    period_oversampling: float = 2.0
+    period_oversampling: float = 1.0
     n_harmonics: int = 4
     sn_lmsder_niter: int = 10
     sn_retry_chi2: float = 3.0

@@ -3,25 +3,29 @@
 The period comes from light-curve's multiband Lomb-Scargle (``Periodogram(bands=...)``, fast
 Press & Rybicki 1989 algorithm; bands combined with chi2 weights as in VanderPlas & Ivezic 2015)
 on a deliberately coarse frequency grid, because its cost grows with the grid size (~45 ns per
-frequency per band measured here: 0.73 ms for g+r on the 2**13 grid of a 300-day season). The two
-best peaks are then refined on a fine local grid with the exact generalised Lomb-Scargle power
+frequency per band measured here: 0.73 ms for g+r on the 2**13 grid of a 300-day season). The
+coarse grid steps by up to one peak width, so a peak can lose half its power there and rank
+below its 1-day aliases: the five best peaks are therefore refined on a fine local grid with the exact generalised Lomb-Scargle power
 (Zechmeister & Kürster 2009), which also re-ranks them (typical: a true period and its 1-day
 alias), and the vertex of a parabola through the best fine point and its neighbours gives the
 period. The refinement works on the flat point arrays of all curves at once (no padding), with
 e^{i w t} along each fine grid from a running complex product instead of sines and cosines.
 
 Measured on 600 simulated sinusoids per seed (periods 0.1-100 d, 20-200 points per band over a
-300-day season, amplitude / noise 0.5-50), fraction of periods within 0.5%, and objects/s on one
-core for the whole family:
+300-day season, amplitude / noise 0.5-50), fraction of periods within 0.5% (seeds 5 and 6, then
+the mean over seeds 5-9), and objects/s on one core for the whole family:
 
-==================================================  ===============  ==========
-search                                               within 0.5%      objects/s
-==================================================  ===============  ==========
-oversampling 2, 2 peaks, padded design matrices       0.920 / 0.927      570
-oversampling 2, 2 peaks, flat sums + parabola         0.928 / 0.935    1,000
-oversampling 1, 3 peaks, flat sums + parabola         0.928 / 0.928    1,500
-oversampling 1, 2 peaks                               0.803 / 0.795    1,650
-==================================================  ===============  ==========
+==================================================  =======================  ==========
+search (``period_oversampling``, refined peaks)      within 0.5%              objects/s
+==================================================  =======================  ==========
+2, 2 peaks, padded design matrices (lenga 1.0.0)      0.920 / 0.927              570
+2, 2 peaks, flat sums + parabola                      0.928 / 0.935 (0.932)    1,000
+1, 5 peaks, flat sums + parabola (default)            0.928 / 0.930 (0.931)    1,400
+1, 3 peaks                                            0.928 / 0.928 (0.930)    1,500
+1, 2 peaks                                            0.803 / 0.795            1,650
+
+With 3 peaks the 0.37-day sinusoid of ``tests/test_features.py`` comes out at its 1-day alias.
+==================================================  =======================  ==========
 
 Harmonics (ALeRCE Harmonics_mag/phase/mse, Sánchez-Sáez et al. 2021 eq. 3) are a weighted linear
 least-squares fit of a Fourier series at the best period, again for all curves at once.
@@ -39,7 +43,7 @@ from lenga.features.curves import Curves, PaddedBlock, parabola_peak
 #: Coarse grids have 2**k frequencies, k clipped to this range (2**17 ~ 5 ms per curve).
 GRID_LOG2_RANGE = (10, 17)
 #: Peaks of the coarse periodogram that are refined.
-REFINED_PEAKS = 2
+REFINED_PEAKS = 5
 #: Fine grid points per refined peak, spanning +-1 coarse grid step around it.
 REFINE_POINTS = 21
 #: Relative ridge added to normal equations so that exactly degenerate designs still solve.
