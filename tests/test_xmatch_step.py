@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from lenga.config import load_config
 from lenga.io.lake import open_lake
 from lenga.pipeline import BatchContext, decode_stream, split_tables
-from lenga.sim.catalog import write_demo_catalog
+from lenga.sim.catalog import ingest_demo_catalog
 from lenga.sim.night import SimConfig, build_population, simulate
 from lenga.xmatch.catalog import load_catalog_specs
 from lenga.xmatch.step import DEFAULT_CATALOGS_FILE, CrossmatchStep, build_step
@@ -41,10 +41,10 @@ def world(spark, tmp_path_factory):
     """The lake with the ingested demo catalog, and each night's alerts as a decoded DataFrame."""
     root = tmp_path_factory.mktemp("xmatch_step") / "lake"
     lake = open_lake(spark, root)
-    spec = _demo_spec(root, "v1")
-    version = write_demo_catalog(SIM, spec.path, n_field=2_000)
-    assert version.startswith("sim-")
-    assert not ingest_catalog(lake, spec).skipped
+    ingested = ingest_demo_catalog(lake, SIM, n_field=2_000)
+    assert not ingested.skipped and ingested.version.startswith("sim-")
+    assert ingested.report.rows_out == ingested.report.rows_in > 2_000  # field sources + counterparts
+    assert ingest_demo_catalog(lake, SIM, n_field=2_000).skipped  # same simulation: same version
     alerts = list(simulate(SIM))
     raw = spark.createDataFrame(pa.table({
         "key": [a.key for a in alerts], "value": [a.value for a in alerts], "topic": [a.topic for a in alerts],
@@ -60,7 +60,7 @@ def world(spark, tmp_path_factory):
     populations = {survey: build_population(SIM, survey) for survey in SIM.surveys}
     hosts = {o.cache["objectId"]: float(np.hypot(*o.host_offset_pix)) * o.survey.pixel_scale_arcsec
              for objects in populations.values() for o in objects if o.class_name == "SNIa"}
-    return {"lake": lake, "root": root, "alerts": table, "nights": nights, "truth": truth, "hosts": hosts,
+    return {"lake": lake, "root": root, "version": ingested.version, "alerts": table, "nights": nights, "truth": truth, "hosts": hosts,
             "config": load_config(extra={"lake": {"root": str(root)}})}
 
 
@@ -76,7 +76,7 @@ def _table(world, name):
 def first_two_batches(world):
     """Batch 0: the first night's alerts; batch 1: the second night's (objects seen again included)."""
     step = build_step(world["config"], world["lake"])
-    assert isinstance(step, CrossmatchStep) and [c.spec.version for c in step.catalogs] == ["v1"]
+    assert isinstance(step, CrossmatchStep) and [c.spec.version for c in step.catalogs] == [world["version"]]
     alerts, nights = world["alerts"], world["nights"]
     results = [step(_context(world, k, alerts.where(alerts.night == night))) for k, night in enumerate(nights)]
     return step, results
@@ -93,7 +93,7 @@ def test_objects_find_their_stars_hosts_and_quasars(world, first_two_batches):
         assert row["n_matches"] == (0 if cls == "asteroid" else 1), (row, cls)
         assert row["known_sso"] == (cls == "asteroid"), (row, cls)
         assert row["probable_star"] == (row["survey"] == "ztf" and cls in STAR_CLASSES), (row, cls)
-        assert (row["catalog"], row["catalog_version"]) == ("demo", "v1")
+        assert (row["catalog"], row["catalog_version"]) == ("demo", world["version"])
     assert {truth[o] for o in matches} == {"SNIa", "RRL", "QSO", "LPV", "star"} & set(truth.values())
     for object_id, row in matches.items():
         cls = truth[object_id]
@@ -107,7 +107,7 @@ def test_objects_find_their_stars_hosts_and_quasars(world, first_two_batches):
             assert labels["type"] == "GALAXY" and properties["parallax"] is None
             assert row["sep_arcsec"] == pytest.approx(world["hosts"][object_id], abs=1e-6)
         assert set(properties) == {"mag_g", "mag_r", "parallax", "z"}
-        assert int(row["source_id"]) > 0 and row["catalog_version"] == "v1"
+        assert int(row["source_id"]) > 0 and row["catalog_version"] == world["version"]
 
 
 def test_an_object_seen_again_is_not_rematched(world, first_two_batches):
@@ -136,16 +136,16 @@ def test_a_replayed_batch_adds_nothing(world, first_two_batches):
 
 def test_a_new_catalog_version_rematches(world, first_two_batches):
     lake, alerts = world["lake"], world["alerts"]
-    v1_rows = _table(world, "xmatch").num_rows
+    first_rows = _table(world, "xmatch").num_rows
     assert not ingest_catalog(lake, _demo_spec(world["root"], "v2")).skipped
     step = build_step(world["config"], lake)
     assert [c.spec.version for c in step.catalogs] == ["v2"]
     result = step(_context(world, 0, alerts, app_id=APP + "-v2"))
     registry = _table(world, "xmatch_objects").to_pylist()
     assert {r["objectId"] for r in registry if r["catalog_version"] == "v2"} == set(world["truth"])
-    assert result["xmatch"].rows == v1_rows
+    assert result["xmatch"].rows == first_rows
     xmatch = _table(world, "xmatch")
-    assert xmatch.num_rows == 2 * v1_rows  # v1's rows stay: they say what was matched then
+    assert xmatch.num_rows == 2 * first_rows  # the first version's rows stay: they say what was matched then
 
 
 def test_build_step_skips_catalogs_not_in_the_lake(world, tmp_path, caplog):

@@ -226,7 +226,7 @@ def build_step(config: Config, lake: Lake, catalogs_file: str | Path | None = No
             raise ValueError(f"catalog {spec.name!r} in {lake.path(catalog_table(spec.name))}: {'; '.join(problems)}; "
                              f"re-ingest it with ./spark-submit.sh ingest-catalog --name {spec.name}")
         if stored.spec.version != spec.version:
-            log.warning("xmatch: catalog %r: the lake holds version %r, %s declares %r; matching against %r",
+            log.info("xmatch: catalog %r: the lake holds version %r, %s declares %r; matching against %r",
                         spec.name, stored.spec.version, path, spec.version, stored.spec.version)
         catalogs.append(stored)
     if not catalogs:
