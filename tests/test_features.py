@@ -10,9 +10,11 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from lenga.features import FEATURE_SCHEMA, FeatureConfig, extract_features, profile
+from lenga.features import FEATURE_SCHEMA, FeatureConfig, extract_features, profile, transient
+from lenga.features.curves import pack
 from lenga.features.photometry import AB_ZEROPOINT_NJY, MAG_PER_LN_FLUX
 from lenga.features.simulate import night_times, ou_process, villar_flux, ztf_like_batch
+from lenga.features.transient import transient_like
 
 CONFIG = FeatureConfig()
 ZTF_BANDS = ("g", "r")
@@ -239,12 +241,39 @@ def test_config_validation_and_yaml_defaults():
         FeatureConfig.from_dict({"mhps_timescales_days": [10, 100]})
 
 
-def test_profile_reports_every_family():
+def test_profile_reports_every_family_by_cpu_and_wall():
     det, nd = ztf_like_batch(np.random.default_rng(15), 6, max_points=40)
     rates = profile(det, nd, CONFIG)
     assert set(rates) == {"prepare", "variability", "stochastic", "period", "transient", "colour",
-                          "nondetections", "total"}
-    assert all(r > 0 for r in rates.values())
+                          "nondetections", "assemble", "total"}
+    for stage, by in rates.items():
+        assert set(by) == {"cpu", "wall"} and all(np.isfinite(r) and r > 0 for r in by.values()), stage
+    # the total is the sum of the stages' times, so it is slower than every stage
+    assert all(rates["total"]["cpu"] <= by["cpu"] for by in rates.values())
+
+
+def test_supernova_fit_retries_only_transient_like_curves():
+    rng = np.random.default_rng(4)
+    t = np.sort(rng.uniform(0.0, 200.0, 60)) + 60000.0
+    err = np.full(len(t), 150.0)
+    # a fast riser with a slow decline: LM from the typical-supernova start stalls on it
+    supernova = villar_flux(t, 3e4, 60030.0, 1.5, 120.0, nu=0.1, gamma=8.0) + rng.normal(0, 1, len(t)) * err
+    sinusoid = 1e4 * (1 + 0.5 * np.sin(2 * np.pi * t / 7.0)) + rng.normal(0, 1, len(t)) * err
+    walk = 1e4 * (1 + ou_process(rng, t, 10.0, 0.3)) + rng.normal(0, 1, len(t)) * err
+    group = np.repeat([0, 1, 2], len(t))
+    curves, _ = pack(group, np.tile(t, 3), np.concatenate([supernova, sinusoid, walk]), np.tile(err, 3))
+    assert transient_like(curves).tolist() == [True, False, False]
+    columns = {name: k for k, name in enumerate(transient.names())}
+    chi2 = columns["sn_reduced_chi2"]
+    fit = transient.supernova_fit(curves, CONFIG.sn_lmsder_niter, CONFIG.sn_retry_chi2)
+    first_only = transient.supernova_fit(curves, CONFIG.sn_lmsder_niter, np.inf)
+    # the supernova is retried and recovered ...
+    assert first_only[0, chi2] > CONFIG.sn_retry_chi2 > fit[0, chi2]
+    assert fit[0, columns["sn_rise_time"]] == pytest.approx(1.5, rel=0.1)
+    assert fit[0, columns["sn_fall_time"]] == pytest.approx(120.0, rel=0.1)
+    # ... the periodic and stochastic curves fit poorly too, keep their first fit and are not retried
+    assert (first_only[1:, chi2] > CONFIG.sn_retry_chi2).all()
+    np.testing.assert_array_equal(fit[1:], first_only[1:])
 
 
 def test_udf_wrappers_take_context_from_detection_rows():
