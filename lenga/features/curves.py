@@ -118,10 +118,12 @@ def pack(group: np.ndarray, t: np.ndarray, y: np.ndarray, err: np.ndarray) -> tu
 
     Returns the curves and the group id of each curve. The same detection reaches lenga in an alert
     and again in later alerts' histories, and light-curve refuses equal times, so for equal
-    ``(group, t)`` only the first point is kept.
+    ``(group, t)`` only the first point is kept. Points that already come sorted are not re-sorted.
     """
-    order = np.lexsort((t, group))
-    group, t, y, err = group[order], t[order], y[order], err[order]
+    step = np.diff(group)
+    if not ((step > 0) | ((step == 0) & (np.diff(t) >= 0))).all():
+        order = np.lexsort((t, group))
+        group, t, y, err = group[order], t[order], y[order], err[order]
     keep = np.ones(len(t), dtype=bool)
     keep[1:] = (group[1:] != group[:-1]) | (t[1:] != t[:-1])
     group, t, y, err = group[keep], t[keep], y[keep], err[keep]

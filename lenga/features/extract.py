@@ -131,6 +131,9 @@ def prepare(detections: pd.DataFrame, non_detections: pd.DataFrame | None, confi
     mag, mag_err = magnitudes(column("magpsf"), column("sigmapsf"), column("psfFlux"), column("psfFluxErr"))
     flux, flux_err = difference_flux(column("psfFlux"), column("psfFluxErr"), column("magpsf"), column("sigmapsf"),
                                      _isdiffpos(det))
+    # sort once (stable, so duplicates keep their order): the three packs below then skip sorting
+    order = np.lexsort((mjd, group))
+    group, mjd, mag, mag_err, flux, flux_err = (a[order] for a in (group, mjd, mag, mag_err, flux, flux_err))
     all_points, all_group = pack(group, mjd, nan, nan)
     n_det = _per_band(all_group, all_points.lengths, n_objects, len(bands), 0).astype(np.int32)
     first_mjd = _per_band(all_group, all_points.t[all_points.offsets[:-1]], n_objects, len(bands), np.nan)

@@ -127,11 +127,12 @@ def _ou_grid(block: PaddedBlock, log_tau: np.ndarray, log_var: np.ndarray) -> np
 
 
 def _pairwise_block(block: PaddedBlock, timescales: tuple[float, float]) -> np.ndarray:
-    lag = block.t[:, None, :] - block.t[:, :, None]  # lag[r, i, j] = t_j - t_i
     n = block.n
     centred = np.where(block.mask, block.y - (block.y.sum(axis=1) / n)[:, None], 0.0)
-    # float32 halves the cost of the O(n^2) kernels; the results are variances, 1e-7 precision is plenty
-    lag2 = (lag**2).astype(np.float32)
+    # float32 halves the cost of the O(n^2) kernels; the results are variances, 1e-7 precision is
+    # plenty, and times from each row's start lose < 1e-3 d over 10^4 d, nothing on 10-100 d kernels
+    t = (block.t - block.t[:, :1]).astype(np.float32)
+    lag2 = (t[:, None, :] - t[:, :, None]) ** 2
     weights = np.stack([centred, block.mask], axis=2).astype(np.float32)
     low, high = (_mexican_hat_variance(lag2, weights, block.mask, scale) for scale in timescales)
     with np.errstate(divide="ignore", invalid="ignore"):
