@@ -9,7 +9,11 @@ Stages, each measured on the same messages:
 - ``kafka_read``      Spark reading the topic through the configured Kafka source (count only)
 - ``read_decode``     inside the stream: Kafka → decoded, persisted micro-batch
 - ``write_<table>``   inside the stream: de-duplication + Delta commit of each table
+- ``step_<name>``     inside the stream: each enrichment step (e.g. ``xmatch`` when catalogs are ingested)
 - ``end_to_end``      the streaming job from start to drained topic (the headline ``alerts_per_s``)
+
+``xmatch`` reports the cross-match stage on its own (``lenga.xmatch.bench.measure``): new objects
+of 20,000-alert batches against generated catalogs of 10^6 (broadcast) and 10^7 (partitioned) rows.
 
 ``latency_p50_s``/``latency_p95_s`` are per micro-batch (read, decode, all four commits);
 ``peak_rss_mb`` is the peak resident memory of the driver Python, the JVM and every Python worker
@@ -38,6 +42,7 @@ from lenga.io.session import build_session
 from lenga.monitor import PeakRSS, Stopwatch
 from lenga.runner import run_stream
 from lenga.sim.night import SimConfig, simulate
+from lenga.xmatch.bench import measure as measure_xmatch
 
 # Simulated objects produce about this many alerts each over the benchmark's nights.
 ALERTS_PER_OBJECT_GUESS = 3
@@ -52,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--surveys", default="ztf", help="ztf, lsst or ztf,lsst (default ztf: ZTF-size alerts)")
     parser.add_argument("--batch", type=int, help="alerts per micro-batch (source.kafka.max_offsets_per_trigger)")
     parser.add_argument("--workdir", help="lake/checkpoint directory (default: a temporary one, removed)")
+    parser.add_argument("--xmatch-rows", type=int, nargs="*", default=[1_000_000, 10_000_000],
+                        help="catalog sizes for the cross-match stage (default 1e6 broadcast, 1e7 partitioned); "
+                             "none to skip")
     return parser.parse_args(argv)
 
 
@@ -139,7 +147,12 @@ def main(argv=None) -> None:
         for table in summary.table_rows:
             seconds = sum(b.tables[table].seconds for b in summary.batches)
             stages[f"write_{table}"] = summary.alerts_in / seconds if seconds else float("inf")
+        for step in sorted({name for b in summary.batches for name in b.step_seconds}):
+            stages[f"step_{step}"] = summary.step_rate(step)
         stages["end_to_end"] = summary.alerts_per_s
+        xmatch = {}
+        for rows in args.xmatch_rows:
+            xmatch[f"catalog_{rows:.0e}"] = measure_xmatch(spark, n_objects=10_000, catalog_rows=rows)
         result = {
             "alerts": summary.alerts_in,
             "surveys": args.surveys,
@@ -154,6 +167,7 @@ def main(argv=None) -> None:
             "peak_rss_mb": round(memory.peak_mb, 1),
             "peak_rss_breakdown_mb": memory.breakdown_mb(),
             "rows": summary.table_rows,
+            "xmatch": xmatch,
             "spark_master": config.spark.get("spark.master"),
             "lake_backend": summary.backend,
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"),

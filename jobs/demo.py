@@ -4,8 +4,9 @@
 
 Starts the Tansu Kafka-compatible broker on a free 127.0.0.1 port, publishes simulated ZTF and LSST
 alerts (a few deliberately corrupt ones included, to show the quarantine), runs the streaming job
-with Trigger.AvailableNow until the topics are drained, writes the Delta lake, prints a summary and
-stops everything it started. Running it again adds nothing: the same seed gives the same alerts and
+with Trigger.AvailableNow until the topics are drained, writes the Delta lake, cross-matches every new
+object with a catalog of the simulated stars, host galaxies and quasars, prints a summary and stops
+everything it started. Running it again adds nothing: the same seed gives the same alerts and
 the lake de-duplicates them.
 """
 
@@ -18,7 +19,10 @@ from pathlib import Path
 from lenga.config import add_config_arguments, load_config
 from lenga.io.broker import EmbeddedBroker
 from lenga.io.kafka import create_topics, publish
+from lenga.io.lake import open_lake
+from lenga.io.session import build_session
 from lenga.runner import print_summary, run_stream
+from lenga.sim.catalog import ingest_demo_catalog
 from lenga.sim.night import SimConfig, expected_counts, simulate
 
 
@@ -54,7 +58,11 @@ def main(argv=None) -> None:
         print(f"[lenga] Tansu broker on {broker.bootstrap_servers}: published {published:,} simulated "
               f"alerts of {truth['objects']:,} objects ({truth['corrupt']} deliberately corrupt)")
         config.source.kafka.bootstrap_servers = broker.bootstrap_servers
-        summary = run_stream(config, app_name="lenga-demo")
+        spark = build_session("lenga-demo", config.spark)
+        ingested = ingest_demo_catalog(open_lake(spark, config.lake.root, config.lake.backend), sim)
+        print(f"[lenga] demo catalog of the simulated stars, hosts and quasars: "
+              f"{ingested.report.rows_out:,} sources, version {ingested.version}")
+        summary = run_stream(config, spark=spark)
     print_summary(summary, published)
     print(f"[lenga] expected from the simulator's truth: {truth['detections']:,} unique detections, "
           f"{truth['upper_limits'] + truth['forced_photometry']:,} upper limits/forced points, "

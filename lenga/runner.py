@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lenga.config import Config
-from lenga.io.lake import open_lake
+from lenga.io.lake import Lake, open_lake
 from lenga.io.session import build_session
-from lenga.pipeline import TABLE_SPECS, BatchReport, start_stream
+from lenga.pipeline import TABLE_SPECS, BatchReport, BatchStep, start_stream
 
 
 @dataclass
@@ -44,10 +44,24 @@ class RunSummary:
         return float(np.quantile(seconds, quantile)) if seconds else 0.0
 
 
-def run_stream(config: Config, app_name: str = "lenga-stream", spark=None, steps=None) -> RunSummary:
-    """Start the configured query, wait for it (AvailableNow drains and stops), return a summary."""
+def enrichment_steps(config: Config, lake: Lake) -> list[BatchStep]:
+    """The steps run after the core tables, in order; each is skipped when it has nothing to do
+    (e.g. the cross-match when no catalog has been ingested into the lake)."""
+    from lenga.xmatch.step import build_step as build_crossmatch
+
+    return [step for step in (build_crossmatch(config, lake),) if step is not None]
+
+
+def run_stream(config: Config, app_name: str = "lenga-stream", spark=None,
+               steps: list[BatchStep] | None = None) -> RunSummary:
+    """Start the configured query, wait for it (AvailableNow drains and stops), return a summary.
+
+    ``steps`` defaults to :func:`enrichment_steps`; pass ``[]`` for the core tables only.
+    """
     spark = spark or build_session(app_name, config.spark)
     lake = open_lake(spark, config.lake.root, config.lake.backend)
+    if steps is None:
+        steps = enrichment_steps(config, lake)
     started = time.perf_counter()
     query, writer = start_stream(spark, config, lake, steps)
     try:
