@@ -109,28 +109,19 @@ _LSST_CONTEXT = [
 ZTF_CONTEXT_COLUMNS = tuple(field.name for field in _ZTF_CONTEXT)
 LSST_CONTEXT_COLUMNS = tuple(field.name for field in _LSST_CONTEXT)
 
+#: Who was detected: shared by alerts and detections.
+_IDENTITY = [_SURVEY, _OBJECT_ID, _DIA_OBJECT_ID, _CANDID]
+#: When, where and how bright: shared by alerts and detections.
+_OBSERVATION = [_MJD, _JD, _NIGHT, _BAND, _FID, _RA, _DEC, _MAGPSF, _SIGMAPSF, _PSF_FLUX, _PSF_FLUX_ERR,
+                _ISDIFFPOS, _DIFFMAGLIM]
+
 #: One row per valid alert.
 ALERTS = pa.schema(
     [
-        _SURVEY,
-        _OBJECT_ID,
-        _DIA_OBJECT_ID,
-        _CANDID,
+        *_IDENTITY,
         _f("alertId", pa.int64(), "alert id: ZTF candid; LSST alertId (v7) or diaSourceId (v8+)"),
         _f("schemavsn", pa.string(), "alert schema version, e.g. ZTF '4.02', LSST '9.0'"),
-        _MJD,
-        _JD,
-        _NIGHT,
-        _BAND,
-        _FID,
-        _RA,
-        _DEC,
-        _MAGPSF,
-        _SIGMAPSF,
-        _PSF_FLUX,
-        _PSF_FLUX_ERR,
-        _ISDIFFPOS,
-        _DIFFMAGLIM,
+        *_OBSERVATION,
         _f("n_prv_detections", pa.int32(), "history detections in the packet (before sanitising)"),
         _f("n_prv_non_detections", pa.int32(), "history upper limits in the packet (before sanitising)"),
         _f("n_forced", pa.int32(), "forced-photometry points in the packet (before sanitising)"),
@@ -148,23 +139,8 @@ ALERTS = pa.schema(
 #: One row per detection: the alert's own candidate/diaSource and every valid history detection.
 DETECTIONS = pa.schema(
     [
-        _SURVEY,
-        _OBJECT_ID,
-        _DIA_OBJECT_ID,
-        _CANDID,
-        _MJD,
-        _JD,
-        _NIGHT,
-        _BAND,
-        _FID,
-        _RA,
-        _DEC,
-        _MAGPSF,
-        _SIGMAPSF,
-        _PSF_FLUX,
-        _PSF_FLUX_ERR,
-        _ISDIFFPOS,
-        _DIFFMAGLIM,
+        *_IDENTITY,
+        *_OBSERVATION,
         _RB,
         _DRB,
         _RELIABILITY,

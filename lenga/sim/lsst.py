@@ -245,20 +245,7 @@ def history(o: SimObject, i: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _stamps(o: SimObject, i: int) -> dict[str, bytes]:
-    rng = np.random.default_rng((*o.seed, 2, i))
-    scale = o.survey.pixel_scale_arcsec
-    fwhm = float(o.epochs.seeing[i] / scale)
-    sigma_pix = float(mag_to_njy(o.epochs.depth[i]) / 5.0 / np.sqrt(cutouts.noise_equivalent_area(fwhm)))
-    triplet = cutouts.render_triplet(
-        rng,
-        host=o.host_image(),
-        science_flux=float(mag_to_njy(o.mag[i])),
-        reference_flux=float(mag_to_njy(o.reference_mag[i])),
-        fwhm_pix=fwhm,
-        reference_fwhm_pix=o.survey.seeing_fwhm_arcsec / scale,
-        sigma_pix=sigma_pix,
-        misregistration_pix=o.survey.registration_sigma_pix,
-    )
+    triplet = o.stamps(i)
     return {
         "cutoutDifference": cutouts.fits_bytes(triplet.difference, "lsst"),
         "cutoutScience": cutouts.fits_bytes(triplet.science, "lsst"),

@@ -86,6 +86,25 @@ class SimObject:
             )
         return self._host_image
 
+    def stamps(self, i: int) -> cutouts.Triplet:
+        """Science, template and difference images of epoch ``i`` in nJy/pixel (the survey's
+        serialiser converts units and packs them): the epoch's seeing and depth set the PSF and the
+        sky noise; the seed makes them reproducible."""
+        rng = np.random.default_rng((*self.seed, 2, i))
+        scale = self.survey.pixel_scale_arcsec
+        fwhm = float(self.epochs.seeing[i] / scale)
+        sigma_pix = float(mag_to_njy(self.epochs.depth[i]) / 5.0 / np.sqrt(cutouts.noise_equivalent_area(fwhm)))
+        return cutouts.render_triplet(
+            rng,
+            host=self.host_image(),
+            science_flux=float(mag_to_njy(self.mag[i])),
+            reference_flux=float(mag_to_njy(self.reference_mag[i])),
+            fwhm_pix=fwhm,
+            reference_fwhm_pix=self.survey.seeing_fwhm_arcsec / scale,
+            sigma_pix=sigma_pix,
+            misregistration_pix=self.survey.registration_sigma_pix,
+        )
+
 
 def sky_positions(rng: np.random.Generator, survey: SurveyModel, n: int, where: np.ndarray) -> np.ndarray:
     """RA/Dec [deg] of ``n`` objects: uniform on the sphere within the survey's declination range,

@@ -27,7 +27,7 @@ import numpy as np
 import lenga.survey
 from lenga.sim import cutouts
 from lenga.sim.population import SimObject
-from lenga.sim.survey import MAG_PER_RELATIVE_FLUX, NJY_ZEROPOINT, mag_to_njy
+from lenga.sim.survey import MAG_PER_RELATIVE_FLUX, NJY_ZEROPOINT
 
 SCHEMA_VERSION = "4.02"
 SCHEMA_PATH = Path(lenga.survey.__file__).parent / "schemas" / "ztf" / SCHEMA_VERSION / "alert.json"
@@ -316,20 +316,7 @@ def history(o: SimObject, i: int) -> np.ndarray:
 
 def _stamps(o: SimObject, i: int) -> dict[str, dict]:
     """The three gzipped FITS cutouts of epoch ``i``, in DN."""
-    rng = np.random.default_rng((*o.seed, 2, i))
-    scale = o.survey.pixel_scale_arcsec
-    fwhm = float(o.epochs.seeing[i] / scale)
-    sigma_pix = float(mag_to_njy(o.epochs.depth[i]) / 5.0 / np.sqrt(cutouts.noise_equivalent_area(fwhm)))
-    triplet = cutouts.render_triplet(
-        rng,
-        host=o.host_image(),
-        science_flux=float(mag_to_njy(o.mag[i])),
-        reference_flux=float(mag_to_njy(o.reference_mag[i])),
-        fwhm_pix=fwhm,
-        reference_fwhm_pix=o.survey.seeing_fwhm_arcsec / scale,
-        sigma_pix=sigma_pix,
-        misregistration_pix=o.survey.registration_sigma_pix,
-    )
+    triplet = o.stamps(i)
     dn = np.float32(10 ** (0.4 * (o.cache["ztf"]["magzpsci"][i] - NJY_ZEROPOINT)))
     candid, pid = int(o.cache["ztf"]["candid"][i]), int(o.cache["ztf"]["pid"][i])
     out = {}
