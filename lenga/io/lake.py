@@ -145,6 +145,17 @@ class Lake(ABC):
         files (what a join on a sorted key and file statistics need). The schema may change.
         """
 
+    @abstractmethod
+    def merge(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int,
+              target_partitions: dict[str, list] | None = None) -> WriteResult:
+        """Upsert ``df`` into the table on ``spec.keys`` (update every column of a matching row,
+        insert the others) in one transaction tagged (app_id, batch_id); a no-op on replay.
+
+        The MERGE reads only the target partitions in ``target_partitions`` (column -> values; by
+        default the partition values present in ``df``), so its cost follows the partitions a batch
+        touches, not the table size. A row may move partition: list its old partition too.
+        """
+
 
 class DeltaSparkLake(Lake):
     """delta-spark backend (jar present)."""
@@ -194,6 +205,32 @@ class DeltaSparkLake(Lake):
     def read(self, spec: TableSpec, nights: list[int] | None = None) -> DataFrame:
         df = self.spark.read.format("delta").load(self.path(spec.name))
         return df.where(F.col(PARTITION_COLUMN).isin(nights)) if nights else df
+
+    def merge(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int,
+              target_partitions: dict[str, list] | None = None) -> WriteResult:
+        from delta.tables import DeltaTable
+
+        started = time.perf_counter()
+        self.ensure(spec)
+        partitions = target_partitions or source_partitions(df, spec)
+        condition = merge_condition(spec, partitions, quote="`")
+        # Delta applies txnAppId/txnVersion session confs to DML (MERGE) idempotently (delta-io/delta#1555);
+        # writer options of concurrent appends take precedence over them.
+        conf = self.spark.conf
+        conf.set("spark.databricks.delta.write.txnAppId", app_id)
+        conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
+        try:
+            (DeltaTable.forPath(self.spark, self.path(spec.name)).alias("t")
+             .merge(df.select(*spec.schema.names).alias("s"), condition)
+             .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+        finally:
+            conf.unset("spark.databricks.delta.write.txnAppId")
+            conf.unset("spark.databricks.delta.write.txnVersion")
+        last = DeltaTable.forPath(self.spark, self.path(spec.name)).history(1).collect()[0]
+        metrics = last["operationMetrics"] or {}
+        rows = int(metrics.get("numTargetRowsUpdated", 0)) + int(metrics.get("numTargetRowsInserted", 0))
+        return WriteResult(spec.name, rows=rows, files=int(metrics.get("numTargetFilesAdded", 0)),
+                           seconds=time.perf_counter() - started)
 
 
 ADD_ACTION_SCHEMA = "path string, size long, partition_values string, modification_time long, stats string"
@@ -263,6 +300,31 @@ class DeltaRsLake(Lake):
         return WriteResult(spec.name, rows=sum(json.loads(a.stats)["numRecords"] for a in actions),
                            files=len(actions))
 
+    def merge(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int,
+              target_partitions: dict[str, list] | None = None) -> WriteResult:
+        """delta-rs MERGE of the batch collected on the driver: meant for compact per-key rows
+        (one per touched object), not for wide appends (those go through ``append``)."""
+        from deltalake import CommitProperties, DeltaTable, Transaction
+
+        started = time.perf_counter()
+        done = self.committed_batch(spec.name, app_id)
+        if done is not None and done >= batch_id:
+            return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started)
+        self.ensure(spec)
+        source = df.select(*spec.schema.names).toArrow().cast(spec.schema)
+        if source.num_rows == 0:
+            return WriteResult(spec.name, seconds=time.perf_counter() - started)
+        partitions = target_partitions or {c: pc.unique(source[c]).to_pylist() for c in spec.partition_by}
+        commit = CommitProperties(app_transactions=[Transaction(app_id, batch_id)])
+        metrics = (DeltaTable(self.path(spec.name))
+                   .merge(source, merge_condition(spec, partitions, quote='"'), source_alias="s",
+                          target_alias="t", commit_properties=commit)
+                   .when_matched_update_all().when_not_matched_insert_all().execute())
+        return WriteResult(spec.name, rows=metrics["num_target_rows_updated"] + metrics["num_target_rows_inserted"],
+                           files=metrics["num_target_files_added"], seconds=time.perf_counter() - started,
+                           extra={"files_scanned": metrics["num_target_files_scanned"],
+                                  "files_skipped": metrics["num_target_files_skipped_during_scan"]})
+
     def read(self, spec: TableSpec, nights: list[int] | None = None) -> DataFrame:
         from deltalake import DeltaTable
 
@@ -274,6 +336,33 @@ class DeltaRsLake(Lake):
             return self.spark.createDataFrame([], spec.spark_schema)
         return (self.spark.read.schema(spec.spark_schema).option("basePath", self.path(spec.name))
                 .parquet(*files))
+
+
+def source_partitions(df: DataFrame, spec: TableSpec) -> dict[str, list]:
+    """The distinct partition values of a DataFrame, per partition column of ``spec``."""
+    row = df.agg(*[F.collect_set(c).alias(c) for c in spec.partition_by]).first()
+    return {c: list(row[c]) for c in spec.partition_by}
+
+
+def merge_condition(spec: TableSpec, partitions: dict[str, list], quote: str) -> str:
+    """``t.k = s.k AND ... AND t.p IN (...)``: key equality, target restricted to ``partitions``
+    (literals, so both Delta engines prune files before the join). ``quote`` quotes identifiers
+    (delta-rs: ``"``, Spark SQL: backtick) since lenga's columns are camel-case."""
+    if not spec.keys:
+        raise ValueError(f"table {spec.name} has no key columns to MERGE on")
+
+    def literal(value) -> str:
+        if isinstance(value, str):
+            return "'" + value.replace("'", "''") + "'"
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"partition value {value!r} of {spec.name}: only int and str are supported")
+        return str(value)
+
+    terms = [f"t.{quote}{k}{quote} = s.{quote}{k}{quote}" for k in spec.keys]
+    for column, values in partitions.items():
+        if values:
+            terms.append(f"t.{quote}{column}{quote} IN ({', '.join(literal(v) for v in sorted(set(values)))})")
+    return " AND ".join(terms)
 
 
 def open_lake(spark: SparkSession, root: str | os.PathLike, backend: str = "auto") -> Lake:

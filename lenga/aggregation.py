@@ -1,0 +1,314 @@
+"""The aggregation query: ``detections`` + ``non_detections`` → per-object light curves → ``objects``.
+
+    detections ─┐ (Delta stream: lenga_delta, or delta-spark's own source when its jar is present)
+                ├─ union of points ─ groupBy(survey, objectId)
+    non_det. ───┘      └─ transformWithStateInPandas(LightCurveProcessor)   RocksDB state: the curve
+                            └─ foreachBatch(ObjectsWriter)
+                                 ├─ mapInArrow(statistics_batches)           lenga.aggregate
+                                 └─ MERGE into objects (keys survey, objectId; partition hpx)
+
+A second streaming query chained to the ingest query through Delta (medallion style): ingest keeps
+its speed, each stage scales and restarts on its own, and the aggregation sees every detection once
+whatever alert, history or replay it came from (the ingest tables are already de-duplicated).
+
+**Why a state store rather than a keyed lookup into ``detections``.** Each micro-batch needs the
+full curve of every object it touches. A lookup would read, per batch, the detections of the touched
+objects from the lake: even with objectId/HEALPix clustering and file statistics, that is a join
+against a table of ~10^10 rows whose matching files are scattered over every night the objects
+were seen, so the cost grows with the history. ``transformWithStateInPandas`` keeps each object's
+curve under its key in the RocksDB state store, sharded by the hash of (survey, objectId) over the
+shuffle partitions: a batch reads and writes only the touched keys (point lookups in RocksDB, local
+to the executor owning the shard), so the cost per batch is ~ touched objects x curve length, and
+10^8 objects are spread over as many executors as there are state partitions (state lives on local
+disk, not in the JVM heap, and is checkpointed incrementally). The state is versioned with the
+query's offsets, so a replayed batch starts from the same state and emits the same rows.
+
+**State TTL.** ``state_ttl_days`` (default 400, longer than an LSST alert's 12-month history)
+expires objects untouched that long; their state is dropped and a later alert restarts from its
+own history, while their ``objects`` row stays.
+
+**State reload after loss.** The state is derived data: with a new checkpoint, the curves are
+rebuilt from the lake. :func:`start_aggregation` with ``rebuild=True`` reads ``detections`` and
+``non_detections`` as of their current versions as the processor's ``initialState`` and starts the
+streams *after* those versions (``startingVersion``), so nothing is counted twice nor missed; the
+``objects`` rows are then re-merged as objects get touched (or all at once by one batch job over the
+same initial state).
+
+**Partitioning of ``objects``: ``hpx``, nested HEALPix order 2 of the mean position** (192 pixels
+of ~15 deg; -1 for an object without a detection yet). A survey observes a few fields per minute,
+so a micro-batch touches objects in a few sky pixels, and the MERGE is restricted (literal
+predicate on the partition column) to those pixels and their neighbours: it opens and rewrites only
+files of that region, however large the table. The pixel is a function of the mean position, which
+is order-independent; a mean position that crosses a pixel border moves the row to the neighbour
+pixel, which is why neighbours are part of the MERGE's target. (The night of the first detection
+would not be stable: a late, older detection would change it.)
+
+**Idempotency.** Every MERGE carries the app transaction (aggregation query id, batch id): a batch
+replayed after a crash between the MERGE and Spark's checkpoint commit finds its id and is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql.streaming import StreamingQuery
+
+from lenga.aggregate import BAND_STATS, BANDS, CURVE_COLUMNS, DETECTION, OBJECT_KEY, OBJECTS_HPX_ORDER
+from lenga.config import Config, ConfigError
+from lenga.io.lake import DeltaSparkLake, Lake, TableSpec, WriteResult, open_lake
+from lenga.pipeline import TABLE_SPECS, query_app_id
+from lenga.xmatch.healpix import NO_PIXEL, neighbour_block
+
+MS_PER_DAY = 86_400_000
+NO_DATA_BATCHES_CONF = "spark.sql.streaming.noDataMicroBatches.enabled"
+# Non-detections carry candid -1 on the Spark side (udfs.aggregate.spark_points restores null).
+NO_CANDID = -1
+
+_DESCRIPTIONS = {
+    "survey": "'ztf' or 'lsst'",
+    "objectId": "survey object id (lenga.schema)",
+    "ndet": "detections (positive and negative differences), all bands",
+    "n_upper_limits": "upper limits stored for the object",
+    "n_forced": "forced-photometry points stored for the object",
+    "firstmjd": "MJD of the first detection",
+    "lastmjd": "MJD of the last detection",
+    "meanra": "mean RA of the detections weighted by 1/sigmapsf^2, degrees",
+    "meandec": "mean Dec of the detections weighted by 1/sigmapsf^2, degrees",
+    "sigmara": "weighted RMS of RA*cos(Dec) offsets from meanra, arcsec",
+    "sigmadec": "weighted RMS of Dec offsets from meandec, arcsec",
+    "hpx": f"nested HEALPix order {OBJECTS_HPX_ORDER} pixel of (meanra, meandec); -1 without detections; "
+           "partition column",
+    "last_batch_id": "aggregation micro-batch that last updated the row",
+}
+_BAND_DESCRIPTIONS = {
+    "ndet": "detections in band {b}",
+    "firstmjd": "MJD of the first positive detection in band {b}",
+    "lastmjd": "MJD of the last positive detection in band {b}",
+    "magfirst": "magpsf of the first positive detection in band {b}",
+    "maglast": "magpsf of the last positive detection in band {b}",
+    "magmean": "mean magpsf of positive detections in band {b}",
+    "magmedian": "median magpsf of positive detections in band {b}",
+    "magmin": "brightest magpsf in band {b}",
+    "magmax": "faintest magpsf in band {b}",
+    "magstd": "sample standard deviation of magpsf in band {b} (null for one point)",
+    "magrate": "(maglast - magfirst) / (lastmjd - firstmjd) in band {b}, mag/day",
+}
+
+
+def _field(name: str, kind: pa.DataType, description: str) -> pa.Field:
+    return pa.field(name, kind, metadata={b"description": description.encode()})
+
+
+def _objects_schema() -> pa.Schema:
+    fields = [_field(k, pa.string(), _DESCRIPTIONS[k]) for k in OBJECT_KEY]
+    fields += [_field(k, pa.int64(), _DESCRIPTIONS[k]) for k in ("ndet", "n_upper_limits", "n_forced")]
+    fields += [_field(k, pa.float64(), _DESCRIPTIONS[k])
+               for k in ("firstmjd", "lastmjd", "meanra", "meandec", "sigmara", "sigmadec")]
+    fields.append(_field("hpx", pa.int64(), _DESCRIPTIONS["hpx"]))
+    for band in BANDS:
+        fields += [_field(f"{stat}_{band}", pa.int64() if stat == "ndet" else pa.float64(),
+                          _BAND_DESCRIPTIONS[stat].format(b=band)) for stat in BAND_STATS]
+    fields.append(_field("last_batch_id", pa.int64(), _DESCRIPTIONS["last_batch_id"]))
+    return pa.schema(fields)
+
+
+#: The ``objects`` table: one row per (survey, objectId), upserted every micro-batch.
+OBJECTS = _objects_schema()
+OBJECTS_SPEC = TableSpec("objects", OBJECTS, keys=tuple(OBJECT_KEY), partition_by=("hpx",))
+
+
+@dataclass
+class AggregationSettings:
+    """The ``aggregation`` section of the configuration (all optional)."""
+
+    checkpoint: str | None = None        # default: <stream.checkpoint>/../aggregate
+    state_ttl_days: float | None = 400.0
+    max_versions_per_trigger: int | None = None
+    trigger: str | None = None           # default: stream.trigger
+    query_name: str = "lenga-aggregate"
+
+    @classmethod
+    def from_config(cls, config: Config) -> AggregationSettings:
+        section = config.section("aggregation")
+        unknown = sorted(set(section) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"config.aggregation: unknown key(s) {unknown}")
+        settings = cls(**section)
+        if settings.state_ttl_days is not None and settings.state_ttl_days <= 0:
+            raise ConfigError("config.aggregation.state_ttl_days: must be > 0 (or null: never expire)")
+        if settings.trigger not in (None, "available_now", "processing_time"):
+            raise ConfigError("config.aggregation.trigger: must be available_now or processing_time")
+        return settings
+
+    def checkpoint_for(self, config: Config) -> str:
+        return self.checkpoint or str(Path(config.stream.checkpoint).parent / "aggregate")
+
+
+def detection_points(detections: DataFrame) -> DataFrame:
+    """Detections as light-curve points (lenga.aggregate.CURVE_COLUMNS)."""
+    return detections.select(*OBJECT_KEY, F.lit(DETECTION).alias("kind"), *CURVE_COLUMNS[1:])
+
+
+def non_detection_points(non_detections: DataFrame) -> DataFrame:
+    """Upper limits and forced photometry as light-curve points (no candid, sign, position)."""
+    absent = {"candid": F.lit(NO_CANDID).cast("long"), "isdiffpos": F.lit(None).cast("boolean"),
+              "ra": F.lit(None).cast("double"), "dec": F.lit(None).cast("double")}
+    return non_detections.select(*OBJECT_KEY, *[absent.get(c, F.col(c)).alias(c) for c in CURVE_COLUMNS])
+
+
+def table_stream(spark: SparkSession, lake: Lake, spec: TableSpec, settings: AggregationSettings,
+                 starting_version: int | None = None) -> DataFrame:
+    """A streaming read of a lake table's appends (delta-spark's source, else ``lenga_delta``)."""
+    lake.ensure(spec)
+    if isinstance(lake, DeltaSparkLake):
+        reader = spark.readStream.format("delta")
+        if settings.max_versions_per_trigger:
+            reader = reader.option("maxFilesPerTrigger", settings.max_versions_per_trigger)
+        if starting_version is not None:
+            reader = reader.option("startingVersion", starting_version + 1)
+        return reader.load(lake.path(spec.name))
+    from lenga.io.delta_source import DeltaDataSource
+
+    spark.dataSource.register(DeltaDataSource)
+    reader = spark.readStream.format("lenga_delta").schema(spec.spark_schema).option("path", lake.path(spec.name))
+    if settings.max_versions_per_trigger:
+        reader = reader.option("maxVersionsPerTrigger", settings.max_versions_per_trigger)
+    if starting_version is not None:
+        reader = reader.option("startingVersion", starting_version)
+    return reader.load()
+
+
+def target_pixels(hpx: list[int]) -> list[int]:
+    """Pixels a MERGE must read for rows now in ``hpx``: those, their neighbours (a row whose mean
+    position crossed a border is still in its old pixel) and -1 (objects that had no detection)."""
+    pixels = np.asarray([p for p in hpx if p != NO_PIXEL], dtype=np.int64)
+    block = neighbour_block(pixels, OBJECTS_HPX_ORDER) if pixels.size else np.empty(0, dtype=np.int64)
+    return sorted({int(p) for p in np.ravel(block) if p != NO_PIXEL} | {NO_PIXEL})
+
+
+@dataclass
+class ObjectsBatchReport:
+    batch_id: int
+    objects: int
+    seconds: float
+    merge: WriteResult
+
+
+class ObjectsWriter:
+    """The ``foreachBatch`` function: curves of the touched objects → statistics → MERGE."""
+
+    def __init__(self, lake: Lake, checkpoint: str):
+        self.lake = lake
+        self.checkpoint = checkpoint
+        self.reports: list[ObjectsBatchReport] = []
+        self._app_id: str | None = None
+        self._schema_bytes = pa.schema([f for f in OBJECTS if f.name != "last_batch_id"]).serialize().to_pybytes()
+
+    def __call__(self, curves: DataFrame, batch_id: int) -> None:
+        from udfs.aggregate import statistics_batches
+
+        if self._app_id is None:
+            self._app_id = query_app_id(self.checkpoint)
+        started = time.perf_counter()
+        stats_schema = from_arrow_schema(pa.ipc.read_schema(pa.py_buffer(self._schema_bytes)))
+        rows = (curves.mapInArrow(statistics_batches(self._schema_bytes), stats_schema)
+                .withColumn("last_batch_id", F.lit(batch_id).cast("long"))
+                .persist(StorageLevel.MEMORY_AND_DISK))
+        try:
+            summary = rows.agg(F.count("*").alias("n"), F.collect_set("hpx").alias("hpx")).first()
+            result = self.lake.merge(OBJECTS_SPEC, rows, self._app_id, batch_id,
+                                     target_partitions={"hpx": target_pixels(list(summary["hpx"]))})
+        finally:
+            rows.unpersist()
+        self.reports.append(ObjectsBatchReport(batch_id, int(summary["n"]), time.perf_counter() - started, result))
+
+
+def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
+                      settings: AggregationSettings | None = None,
+                      rebuild: bool = False) -> tuple[StreamingQuery, ObjectsWriter]:
+    """Start the aggregation query; ``rebuild`` (a new checkpoint after state loss) seeds the state
+    with the lake's curves as of now and streams only later commits."""
+    from udfs.aggregate import CURVES_SCHEMA, LightCurveProcessor
+
+    settings = settings or AggregationSettings.from_config(config)
+    checkpoint = settings.checkpoint_for(config)
+    Path(checkpoint).mkdir(parents=True, exist_ok=True)
+    lake.ensure(OBJECTS_SPEC)
+    det_spec, non_spec = TABLE_SPECS["detections"], TABLE_SPECS["non_detections"]
+    initial = None
+    versions: dict[str, int | None] = {det_spec.name: None, non_spec.name: None}
+    if rebuild:
+        from deltalake import DeltaTable
+
+        for spec in (det_spec, non_spec):
+            lake.ensure(spec)
+            versions[spec.name] = DeltaTable(lake.path(spec.name)).version()
+        initial = (detection_points(lake.read(det_spec))
+                   .unionByName(non_detection_points(lake.read(non_spec)))
+                   .groupBy(*OBJECT_KEY))
+    points = (detection_points(table_stream(spark, lake, det_spec, settings, versions[det_spec.name]))
+              .unionByName(non_detection_points(table_stream(spark, lake, non_spec, settings,
+                                                             versions[non_spec.name]))))
+    ttl_ms = int(settings.state_ttl_days * MS_PER_DAY) if settings.state_ttl_days else None
+    curves = points.groupBy(*OBJECT_KEY).transformWithStateInPandas(
+        LightCurveProcessor(ttl_ms), CURVES_SCHEMA, "Update", "ProcessingTime", initialState=initial)
+    writer = ObjectsWriter(lake, checkpoint)
+    builder = (curves.writeStream.queryName(settings.query_name).foreachBatch(writer)
+               .option("checkpointLocation", checkpoint))
+    if (settings.trigger or config.stream.trigger) == "available_now":
+        builder = builder.trigger(availableNow=True)
+    else:
+        builder = builder.trigger(processingTime=config.stream.processing_time)
+    # State TTL needs the ProcessingTime time mode, whose operator asks for a batch after every batch
+    # (timers may fire): an availableNow query would never end. The query captures the session conf
+    # when it starts; batches run only for new data (TTL cleanup then happens in data batches).
+    previous = spark.conf.get(NO_DATA_BATCHES_CONF, None)
+    spark.conf.set(NO_DATA_BATCHES_CONF, "false")
+    try:
+        query = builder.start()
+    finally:
+        if previous is None:
+            spark.conf.unset(NO_DATA_BATCHES_CONF)
+        else:
+            spark.conf.set(NO_DATA_BATCHES_CONF, previous)
+    return query, writer
+
+
+@dataclass
+class AggregationSummary:
+    """A finished aggregation run."""
+
+    lake_root: str
+    wall_s: float
+    batches: list[ObjectsBatchReport] = field(default_factory=list)
+    objects_in_lake: int = 0
+
+    @property
+    def objects_updated(self) -> int:
+        return sum(b.objects for b in self.batches)
+
+
+def run_aggregation(config: Config, spark: SparkSession | None = None,
+                    settings: AggregationSettings | None = None, rebuild: bool = False) -> AggregationSummary:
+    """Run the aggregation query to completion (availableNow) or until stopped; for the demo and
+    jobs/aggregate.py, after (or beside) the ingest query."""
+    from lenga.io.session import build_session
+
+    spark = spark or build_session("lenga-aggregate", config.spark)
+    lake = open_lake(spark, config.lake.root, config.lake.backend)
+    started = time.perf_counter()
+    query, writer = start_aggregation(spark, config, lake, settings, rebuild)
+    try:
+        query.awaitTermination()
+    except KeyboardInterrupt:
+        query.stop()
+    return AggregationSummary(str(lake.root), time.perf_counter() - started, writer.reports,
+                              lake.count(OBJECTS_SPEC.name))

@@ -1,0 +1,131 @@
+"""Spark-facing light-curve aggregation (lenga.aggregate underneath).
+
+* :class:`LightCurveProcessor` is the ``transformWithStateInPandas`` processor: per object, the
+  stored curve (one ValueState of arrays, one entry per object in the RocksDB state store) is merged
+  with the batch's new points by :func:`lenga.aggregate.merge_curves`, stored back, and emitted as
+  one row of arrays (``CURVES_SCHEMA``): the full de-duplicated curve of every touched object.
+* :func:`statistics_batches` is the ``mapInArrow`` step that turns those curve rows into ``objects``
+  rows, many objects per call (one row is one whole object, so Arrow batches never split a curve).
+
+ZTF candids exceed 2**53: they never pass through float64 (pandas turns an int column with nulls
+into floats), nulls are filled with a sentinel on the Arrow side and restored as ``pd.NA``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from lenga.aggregate import CURVE_COLUMNS, DETECTION, OBJECT_KEY, merge_curves, object_statistics
+
+_SPARK_TYPES = {"kind": StringType(), "candid": LongType(), "band": StringType(), "isdiffpos": BooleanType()}
+#: The state of one object: its curve as one array per curve column.
+CURVE_STATE_SCHEMA = StructType([StructField(c, ArrayType(_SPARK_TYPES.get(c, DoubleType()))) for c in CURVE_COLUMNS])
+#: What the processor emits: the object key and its full curve.
+CURVES_SCHEMA = StructType([StructField("survey", StringType()), StructField("objectId", StringType()),
+                            *CURVE_STATE_SCHEMA.fields])
+# Fills a null candid on the Arrow side; non-detections have no candid (restored as NA).
+_NULL_CANDID = -1
+
+
+def _restore_candid(frame: pd.DataFrame, candid: np.ndarray) -> pd.DataFrame:
+    values = pd.array(candid, dtype="Int64")
+    values[(frame["kind"] != DETECTION).to_numpy()] = pd.NA
+    frame["candid"] = values
+    return frame
+
+
+def curve_state(curve: pd.DataFrame) -> tuple[list, ...]:
+    """One object's merged curve as the ValueState tuple (one Python list per curve column)."""
+    return tuple(curve[c].astype(object).where(curve[c].notna(), None).tolist() for c in CURVE_COLUMNS)
+
+
+def stored_curve(key: tuple[str, str], state: tuple) -> pd.DataFrame:
+    """The ValueState tuple of one object back as a curve frame with its key."""
+    frame = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in zip(CURVE_COLUMNS, state, strict=True)})
+    frame.insert(0, "objectId", key[1])
+    frame.insert(0, "survey", key[0])
+    return frame
+
+
+def spark_points(frame: pd.DataFrame) -> pd.DataFrame:
+    """Points as pandas received them from Spark: a candid column with nulls arrives as float64.
+
+    The Spark side sends non-detections with candid = -1 instead of null (see
+    ``lenga.aggregation.non_detection_points``) so the column stays int64 and exact.
+    """
+    return _restore_candid(frame.copy(), frame["candid"].to_numpy(dtype=np.int64))
+
+
+class LightCurveProcessor(StatefulProcessor):
+    """Keeps each object's de-duplicated light curve in the state store; emits it when touched.
+
+    ``ttl_ms`` expires the curve of an object not touched for that long (processing time): its
+    memory is reclaimed, and a later alert starts from the alert's own history (30 days for ZTF, 12
+    months for LSST) unless the state is rebuilt from the lake (lenga.aggregation).
+    """
+
+    def __init__(self, ttl_ms: int | None):
+        self.ttl_ms = ttl_ms
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        self.curve = handle.getValueState("curve", CURVE_STATE_SCHEMA, self.ttl_ms)
+
+    def _merge(self, key: tuple[str, str], parts: list[pd.DataFrame]) -> pd.DataFrame:
+        if self.curve.exists():
+            parts = [stored_curve(key, self.curve.get()), *parts]
+        merged = merge_curves(*parts)
+        self.curve.update(curve_state(merged))
+        return merged
+
+    def handleInputRows(self, key, rows, timerValues) -> Iterator[pd.DataFrame]:
+        merged = self._merge(key, [spark_points(frame) for frame in rows])
+        state = curve_state(merged)
+        yield pd.DataFrame({"survey": [key[0]], "objectId": [key[1]],
+                            **{c: [v] for c, v in zip(CURVE_COLUMNS, state, strict=True)}})
+
+    def handleInitialState(self, key, initialState, timerValues) -> None:
+        self._merge(key, [spark_points(initialState)])
+
+    def close(self) -> None:
+        pass
+
+
+def curve_points(batch: pa.RecordBatch) -> pd.DataFrame:
+    """Rows of :data:`CURVES_SCHEMA` (one object each) exploded to one row per point."""
+    table = pa.Table.from_batches([batch])
+    parent = pc.list_parent_indices(table["mjd"])
+    data = {k: pc.take(table[k], parent) for k in OBJECT_KEY}
+    data.update({c: pc.list_flatten(table[c]) for c in CURVE_COLUMNS})
+    data["candid"] = pc.fill_null(data["candid"], _NULL_CANDID)
+    frame = pa.table(data).to_pandas()
+    return _restore_candid(frame, frame["candid"].to_numpy(dtype=np.int64))
+
+
+def statistics_batches(schema_bytes: bytes):
+    """A ``mapInArrow`` function: curve rows → ``objects`` rows of the Arrow schema serialised in
+    ``schema_bytes`` (the objects table without its batch column)."""
+
+    def compute(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            stats = object_statistics(curve_points(batch))
+            yield from pa.Table.from_pandas(stats, schema=schema, preserve_index=False).to_batches()
+
+    return compute
