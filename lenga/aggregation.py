@@ -25,14 +25,17 @@ query's offsets, so a replayed batch starts from the same state and emits the sa
 
 **State TTL.** ``state_ttl_days`` (default 400, longer than an LSST alert's 12-month history)
 expires objects untouched that long; their state is dropped and a later alert restarts from its
-own history, while their ``objects`` row stays.
+own history (so that object's ``objects`` row is then recomputed from a partial curve: set the TTL
+to null to keep every curve, at the cost of state that only grows).
 
-**State reload after loss.** The state is derived data: with a new checkpoint, the curves are
-rebuilt from the lake. :func:`start_aggregation` with ``rebuild=True`` reads ``detections`` and
-``non_detections`` as of their current versions as the processor's ``initialState`` and starts the
-streams *after* those versions (``startingVersion``), so nothing is counted twice nor missed; the
-``objects`` rows are then re-merged as objects get touched (or all at once by one batch job over the
-same initial state).
+**State reload after loss.** The state is derived data. Start the query with a new checkpoint: the
+Delta streams begin at version -1, so every detection and non-detection in the lake is replayed
+(``maxVersionsPerTrigger`` bounds the batches), the curves are rebuilt exactly (merging is a set
+union) and every ``objects`` row is re-merged with the same values. This needs the Delta log
+entries of the ingest tables (``logRetentionDuration``, 30 days by default: raise it for these
+tables, or checkpoint the state store regularly). Once old log entries are gone, the state would
+be seeded with ``transformWithStateInPandas(initialState=...)`` from a snapshot of the tables and
+the streams started after that snapshot's versions (not implemented yet).
 
 **Partitioning of ``objects``: ``hpx``, nested HEALPix order 2 of the mean position** (192 pixels
 of ~15 deg; -1 for an object without a detection yet). A survey observes a few fields per minute,
@@ -135,18 +138,21 @@ class AggregationSettings:
     trigger: str | None = None           # default: stream.trigger
     query_name: str = "lenga-aggregate"
 
+    def __post_init__(self):
+        if self.state_ttl_days is not None and self.state_ttl_days <= 0:
+            raise ConfigError("config.aggregation.state_ttl_days: must be > 0 (or null: never expire)")
+        if self.trigger not in (None, "available_now", "processing_time"):
+            raise ConfigError("config.aggregation.trigger: must be available_now or processing_time")
+        if self.max_versions_per_trigger is not None and self.max_versions_per_trigger < 1:
+            raise ConfigError("config.aggregation.max_versions_per_trigger: must be >= 1")
+
     @classmethod
     def from_config(cls, config: Config) -> AggregationSettings:
         section = config.section("aggregation")
         unknown = sorted(set(section) - set(cls.__dataclass_fields__))
         if unknown:
             raise ConfigError(f"config.aggregation: unknown key(s) {unknown}")
-        settings = cls(**section)
-        if settings.state_ttl_days is not None and settings.state_ttl_days <= 0:
-            raise ConfigError("config.aggregation.state_ttl_days: must be > 0 (or null: never expire)")
-        if settings.trigger not in (None, "available_now", "processing_time"):
-            raise ConfigError("config.aggregation.trigger: must be available_now or processing_time")
-        return settings
+        return cls(**section)
 
     def checkpoint_for(self, config: Config) -> str:
         return self.checkpoint or str(Path(config.stream.checkpoint).parent / "aggregate")
@@ -172,8 +178,6 @@ def table_stream(spark: SparkSession, lake: Lake, spec: TableSpec, settings: Agg
         reader = spark.readStream.format("delta")
         if settings.max_versions_per_trigger:
             reader = reader.option("maxFilesPerTrigger", settings.max_versions_per_trigger)
-        if starting_version is not None:
-            reader = reader.option("startingVersion", starting_version + 1)
         return reader.load(lake.path(spec.name))
     from lenga.io.delta_source import DeltaDataSource
 
@@ -181,8 +185,6 @@ def table_stream(spark: SparkSession, lake: Lake, spec: TableSpec, settings: Agg
     reader = spark.readStream.format("lenga_delta").schema(spec.spark_schema).option("path", lake.path(spec.name))
     if settings.max_versions_per_trigger:
         reader = reader.option("maxVersionsPerTrigger", settings.max_versions_per_trigger)
-    if starting_version is not None:
-        reader = reader.option("startingVersion", starting_version)
     return reader.load()
 
 
@@ -232,10 +234,8 @@ class ObjectsWriter:
 
 
 def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
-                      settings: AggregationSettings | None = None,
-                      rebuild: bool = False) -> tuple[StreamingQuery, ObjectsWriter]:
-    """Start the aggregation query; ``rebuild`` (a new checkpoint after state loss) seeds the state
-    with the lake's curves as of now and streams only later commits."""
+                      settings: AggregationSettings | None = None) -> tuple[StreamingQuery, ObjectsWriter]:
+    """Start the aggregation query (its checkpoint: ``settings.checkpoint_for(config)``)."""
     from udfs.aggregate import CURVES_SCHEMA, LightCurveProcessor
 
     settings = settings or AggregationSettings.from_config(config)
@@ -243,23 +243,11 @@ def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
     Path(checkpoint).mkdir(parents=True, exist_ok=True)
     lake.ensure(OBJECTS_SPEC)
     det_spec, non_spec = TABLE_SPECS["detections"], TABLE_SPECS["non_detections"]
-    initial = None
-    versions: dict[str, int | None] = {det_spec.name: None, non_spec.name: None}
-    if rebuild:
-        from deltalake import DeltaTable
-
-        for spec in (det_spec, non_spec):
-            lake.ensure(spec)
-            versions[spec.name] = DeltaTable(lake.path(spec.name)).version()
-        initial = (detection_points(lake.read(det_spec))
-                   .unionByName(non_detection_points(lake.read(non_spec)))
-                   .groupBy(*OBJECT_KEY))
-    points = (detection_points(table_stream(spark, lake, det_spec, settings, versions[det_spec.name]))
-              .unionByName(non_detection_points(table_stream(spark, lake, non_spec, settings,
-                                                             versions[non_spec.name]))))
+    points = (detection_points(table_stream(spark, lake, det_spec, settings))
+              .unionByName(non_detection_points(table_stream(spark, lake, non_spec, settings))))
     ttl_ms = int(settings.state_ttl_days * MS_PER_DAY) if settings.state_ttl_days else None
     curves = points.groupBy(*OBJECT_KEY).transformWithStateInPandas(
-        LightCurveProcessor(ttl_ms), CURVES_SCHEMA, "Update", "ProcessingTime", initialState=initial)
+        LightCurveProcessor(ttl_ms), CURVES_SCHEMA, "Update", "ProcessingTime")
     writer = ObjectsWriter(lake, checkpoint)
     builder = (curves.writeStream.queryName(settings.query_name).foreachBatch(writer)
                .option("checkpointLocation", checkpoint))
@@ -297,7 +285,7 @@ class AggregationSummary:
 
 
 def run_aggregation(config: Config, spark: SparkSession | None = None,
-                    settings: AggregationSettings | None = None, rebuild: bool = False) -> AggregationSummary:
+                    settings: AggregationSettings | None = None) -> AggregationSummary:
     """Run the aggregation query to completion (availableNow) or until stopped; for the demo and
     jobs/aggregate.py, after (or beside) the ingest query."""
     from lenga.io.session import build_session
@@ -305,7 +293,7 @@ def run_aggregation(config: Config, spark: SparkSession | None = None,
     spark = spark or build_session("lenga-aggregate", config.spark)
     lake = open_lake(spark, config.lake.root, config.lake.backend)
     started = time.perf_counter()
-    query, writer = start_aggregation(spark, config, lake, settings, rebuild)
+    query, writer = start_aggregation(spark, config, lake, settings)
     try:
         query.awaitTermination()
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from jobs import aggregate as aggregate_job
 from lenga.aggregate import CURVE_COLUMNS, DETECTION, merge_curves, object_statistics
 from lenga.aggregation import OBJECTS, OBJECTS_SPEC, run_aggregation, target_pixels
 from lenga.config import load_config
@@ -118,6 +120,19 @@ def test_out_of_order_and_split_across_restarts_give_the_same_objects(spark, tmp
     # Nothing new: a third aggregation run touches nothing.
     again = run_aggregation(config_for(tmp_path, tmp_path / "incoming"), spark=spark)
     assert again.objects_updated == 0 and again.objects_in_lake == summaries[1].objects_in_lake
+
+
+def test_state_lost_then_rebuilt_from_the_lake_by_the_job(spark, tmp_path, in_order, capsys):
+    root, alerts, _ = in_order
+    half = len(alerts) // 2
+    ingest_and_aggregate(spark, tmp_path, [alerts[:half]])
+    shutil.rmtree(tmp_path / "checkpoints" / "aggregate")  # the state store is lost
+    config = config_for(tmp_path, tmp_path / "incoming")
+    write_directory(alerts[half:], tmp_path / "incoming")
+    run_stream(config, spark=spark)
+    aggregate_job.main(["--lake", str(tmp_path / "lake"), "--checkpoint", str(tmp_path / "new-checkpoint")])
+    assert "objects in" in capsys.readouterr().out
+    assert_same(objects(tmp_path), objects(root))
 
 
 def test_a_replayed_batch_leaves_objects_unchanged(spark, in_order):

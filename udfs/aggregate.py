@@ -76,7 +76,7 @@ class LightCurveProcessor(StatefulProcessor):
 
     ``ttl_ms`` expires the curve of an object not touched for that long (processing time): its
     memory is reclaimed, and a later alert starts from the alert's own history (30 days for ZTF, 12
-    months for LSST) unless the state is rebuilt from the lake (lenga.aggregation).
+    months for LSST); lenga.aggregation explains how to rebuild the state from the lake.
     """
 
     def __init__(self, ttl_ms: int | None):
@@ -85,21 +85,14 @@ class LightCurveProcessor(StatefulProcessor):
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.curve = handle.getValueState("curve", CURVE_STATE_SCHEMA, self.ttl_ms)
 
-    def _merge(self, key: tuple[str, str], parts: list[pd.DataFrame]) -> pd.DataFrame:
-        if self.curve.exists():
-            parts = [stored_curve(key, self.curve.get()), *parts]
-        merged = merge_curves(*parts)
-        self.curve.update(curve_state(merged))
-        return merged
-
     def handleInputRows(self, key, rows, timerValues) -> Iterator[pd.DataFrame]:
-        merged = self._merge(key, [spark_points(frame) for frame in rows])
-        state = curve_state(merged)
+        parts = [spark_points(frame) for frame in rows]
+        if self.curve.exists():
+            parts.append(stored_curve(key, self.curve.get()))
+        state = curve_state(merge_curves(*parts))
+        self.curve.update(state)
         yield pd.DataFrame({"survey": [key[0]], "objectId": [key[1]],
                             **{c: [v] for c, v in zip(CURVE_COLUMNS, state, strict=True)}})
-
-    def handleInitialState(self, key, initialState, timerValues) -> None:
-        self._merge(key, [spark_points(initialState)])
 
     def close(self) -> None:
         pass
