@@ -60,21 +60,29 @@ def empty_curve() -> pd.DataFrame:
                          {"survey": object, "objectId": object, **CURVE_DTYPES}.items()})
 
 
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    missing = [c for c in OBJECT_KEY + CURVE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"light-curve points lack column(s) {missing}; expected {OBJECT_KEY + CURVE_COLUMNS}")
-    frame = frame[OBJECT_KEY + CURVE_COLUMNS].astype(CURVE_DTYPES)
-    bad_kind = ~frame["kind"].isin(KINDS)
+def _typed(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The parts' points in one frame with the curve dtypes, or a clear error for bad input."""
+    columns = OBJECT_KEY + CURVE_COLUMNS
+    for part in parts:
+        missing = [c for c in columns if c not in part.columns]
+        if missing:
+            raise ValueError(f"light-curve points lack column(s) {missing}; expected {columns}")
+    frame = pd.concat([p[columns] for p in parts], ignore_index=True) if len(parts) > 1 else parts[0][columns]
+    frame = frame.astype(CURVE_DTYPES)
+    kind = frame["kind"].to_numpy()
+    bad_kind = ~np.isin(kind, KINDS)
     if bad_kind.any():
-        raise ValueError(f"unknown point kind(s) {sorted(set(frame.loc[bad_kind, 'kind'].astype(str)))}; "
-                         f"expected one of {KINDS}")
-    detections = frame["kind"] == DETECTION
-    if frame.loc[detections, "candid"].isna().any():
+        raise ValueError(f"unknown point kind(s) {sorted(set(kind[bad_kind].astype(str)))}; expected one of {KINDS}")
+    if frame["candid"].isna().to_numpy()[kind == DETECTION].any():
         raise ValueError("a detection without candid cannot be de-duplicated")
     if frame["mjd"].isna().any() or frame["band"].isna().any():
         raise ValueError("every light-curve point needs mjd and band")
-    return frame
+    return frame.reset_index(drop=True)
+
+
+def _codes(values: pd.Series) -> np.ndarray:
+    """Integer codes that sort like the values (strings), for np.lexsort."""
+    return pd.factorize(values, sort=True)[0]
 
 
 def merge_curves(*parts: pd.DataFrame) -> pd.DataFrame:
@@ -86,24 +94,29 @@ def merge_curves(*parts: pd.DataFrame) -> pd.DataFrame:
     order of the parts, the order of rows inside them, repeated rows, or how rows are split between
     calls: ``merge_curves(merge_curves(a, b), c) == merge_curves(c, b, a)``.
     """
-    frames = [_typed(p) for p in parts if len(p)]
-    if not frames:
+    parts = [p for p in parts if len(p)]
+    if not parts:
         return empty_curve()
-    points = pd.concat(frames, ignore_index=True)
+    points = _typed(parts)
     detection = (points["kind"] == DETECTION).to_numpy()
+    candid = points["candid"].to_numpy(dtype=np.int64, na_value=_NO_CANDID)
     key = pd.DataFrame({
         "survey": points["survey"], "objectId": points["objectId"], "kind": points["kind"],
-        "key_candid": np.where(detection, points["candid"].fillna(_NO_CANDID), _NO_CANDID).astype(np.int64),
+        "key_candid": np.where(detection, candid, _NO_CANDID),
         "key_band": np.where(detection, _NO_BAND, points["band"]),
         "key_mjd": np.where(detection, 0.0, points["mjd"]),
     })
-    # Total order on key then every value column: the first row of a key is arrival-independent.
-    ordered = pd.concat([key, points[CURVE_COLUMNS].add_prefix("v_")], axis=1)
-    ordered = ordered.sort_values(list(ordered.columns), kind="mergesort", na_position="last")
-    keep = ~ordered.duplicated(subset=list(key.columns), keep="first")
-    unique = points.loc[ordered.index[keep.to_numpy()]]
-    unique = unique.sort_values(["survey", "objectId", "mjd", "kind", "band", "candid"], kind="mergesort")
-    return unique.reset_index(drop=True)
+    repeated = key.duplicated(keep=False).to_numpy()
+    if repeated.any():
+        # Among copies of a point, the first in a total order on every value column is kept, so the
+        # choice never depends on arrival order (copies normally are identical).
+        copies = pd.concat([key[repeated], points.loc[repeated, CURVE_COLUMNS].add_prefix("v_")], axis=1)
+        copies = copies.sort_values(list(copies.columns), kind="mergesort", na_position="last")
+        points = points.drop(index=copies.index[copies.duplicated(subset=list(key.columns)).to_numpy()])
+        candid = points["candid"].to_numpy(dtype=np.int64, na_value=_NO_CANDID)
+    order = np.lexsort((candid, _codes(points["band"]), _codes(points["kind"]), points["mjd"].to_numpy(),
+                        _codes(points["objectId"]), _codes(points["survey"])))
+    return points.iloc[order].reset_index(drop=True)
 
 
 def statistics_columns() -> list[str]:
