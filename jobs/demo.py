@@ -60,8 +60,8 @@ def main(argv=None) -> None:
         config.source.kafka.bootstrap_servers = broker.bootstrap_servers
         spark = build_session("lenga-demo", config.spark)
         ingested = ingest_demo_catalog(open_lake(spark, config.lake.root, config.lake.backend), sim)
-        print(f"[lenga] demo catalog of the simulated stars, hosts and quasars: "
-              f"{ingested.report.rows_out:,} sources, version {ingested.version}")
+        what = "already in the lake" if ingested.skipped else f"{ingested.report.rows_out:,} sources ingested"
+        print(f"[lenga] demo catalog of the simulated stars, hosts and quasars, version {ingested.version}: {what}")
         summary = run_stream(config, spark=spark)
     print_summary(summary, published)
     print(f"[lenga] expected from the simulator's truth: {truth['detections']:,} unique detections, "
