@@ -68,7 +68,7 @@ def _typed(parts: list[pd.DataFrame]) -> pd.DataFrame:
         if missing:
             raise ValueError(f"light-curve points lack column(s) {missing}; expected {columns}")
     frame = pd.concat([p[columns] for p in parts], ignore_index=True) if len(parts) > 1 else parts[0][columns]
-    frame = frame.astype(CURVE_DTYPES)
+    frame = frame.astype({c: t for c, t in CURVE_DTYPES.items() if frame[c].dtype != t})
     kind = frame["kind"].to_numpy()
     bad_kind = ~np.isin(kind, KINDS)
     if bad_kind.any():

@@ -30,7 +30,14 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from lenga.aggregate import CURVE_COLUMNS, DETECTION, OBJECT_KEY, merge_curves, object_statistics
+from lenga.aggregate import (
+    CURVE_COLUMNS,
+    CURVE_DTYPES,
+    DETECTION,
+    OBJECT_KEY,
+    merge_curves,
+    object_statistics,
+)
 
 _SPARK_TYPES = {"kind": StringType(), "candid": LongType(), "band": StringType(), "isdiffpos": BooleanType()}
 #: The state of one object: its curve as one array per curve column.
@@ -50,13 +57,17 @@ def _restore_candid(frame: pd.DataFrame, candid: np.ndarray) -> pd.DataFrame:
 
 
 def curve_state(curve: pd.DataFrame) -> tuple[list, ...]:
-    """One object's merged curve as the ValueState tuple (one Python list per curve column)."""
-    return tuple(curve[c].astype(object).where(curve[c].notna(), None).tolist() for c in CURVE_COLUMNS)
+    """One object's merged curve as the ValueState tuple (one Python list per curve column).
+
+    Missing floats stay NaN (read back the same); nullable ints, booleans and strings use None.
+    """
+    return tuple(curve[c].to_numpy().tolist() if CURVE_DTYPES[c] == "float64"
+                 else curve[c].to_numpy(dtype=object, na_value=None).tolist() for c in CURVE_COLUMNS)
 
 
 def stored_curve(key: tuple[str, str], state: tuple) -> pd.DataFrame:
     """The ValueState tuple of one object back as a curve frame with its key."""
-    frame = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in zip(CURVE_COLUMNS, state, strict=True)})
+    frame = pd.DataFrame({c: pd.Series(v, dtype=CURVE_DTYPES[c]) for c, v in zip(CURVE_COLUMNS, state, strict=True)})
     frame.insert(0, "objectId", key[1])
     frame.insert(0, "survey", key[0])
     return frame
