@@ -39,6 +39,11 @@ CURVE_DTYPES = {"kind": object, "candid": "Int64", "mjd": "float64", "band": obj
                 "sigmapsf": "float64", "psfFlux": "float64", "psfFluxErr": "float64", "isdiffpos": "boolean",
                 "diffmaglim": "float64", "ra": "float64", "dec": "float64"}
 
+#: Reference-source context of an object, from its latest alert (ZTF: PS1 star/galaxy score of the
+#: closest source, its distance and r magnitude, Tachibana & Miller 2018, PASP 130, 128001; LSST:
+#: the diaSource extendedness). The other survey's columns are null.
+CONTEXT_COLUMNS = ["sgscore1", "distpsnr1", "srmag1", "extendedness"]
+
 #: Bands of both surveys (ZTF g/r/i, LSST u..y): one set of per-band columns each.
 BANDS = ("u", "g", "r", "i", "z", "y")
 #: Per-band magnitude statistics, in column order (``<stat>_<band>``).
@@ -117,6 +122,18 @@ def merge_curves(*parts: pd.DataFrame) -> pd.DataFrame:
     order = np.lexsort((candid, _codes(points["band"]), _codes(points["kind"]), points["mjd"].to_numpy(),
                         _codes(points["objectId"]), _codes(points["survey"])))
     return points.iloc[order].reset_index(drop=True)
+
+
+def latest_context(alerts: pd.DataFrame) -> pd.DataFrame:
+    """Per (survey, objectId), the mjd, candid and :data:`CONTEXT_COLUMNS` of its latest alert
+    (largest (mjd, candid), whatever the arrival order): the reference sources of the most recent
+    template."""
+    missing = [c for c in [*OBJECT_KEY, "mjd", "candid", *CONTEXT_COLUMNS] if c not in alerts.columns]
+    if missing:
+        raise ValueError(f"alert context lacks column(s) {missing}")
+    latest = alerts.sort_values([*OBJECT_KEY, "mjd", "candid"], kind="mergesort").drop_duplicates(
+        OBJECT_KEY, keep="last")
+    return latest[[*OBJECT_KEY, "mjd", "candid", *CONTEXT_COLUMNS]].reset_index(drop=True)
 
 
 def statistics_columns() -> list[str]:

@@ -63,8 +63,17 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import StructType
 
-from lenga.aggregate import BAND_STATS, BANDS, CURVE_COLUMNS, DETECTION, OBJECT_KEY, OBJECTS_HPX_ORDER
+from lenga.aggregate import (
+    BAND_STATS,
+    BANDS,
+    CONTEXT_COLUMNS,
+    CURVE_COLUMNS,
+    DETECTION,
+    OBJECT_KEY,
+    OBJECTS_HPX_ORDER,
+)
 from lenga.config import Config, ConfigError
 from lenga.io.lake import DeltaSparkLake, Lake, TableSpec, WriteResult, open_lake
 from lenga.pipeline import TABLE_SPECS, query_app_id
@@ -74,6 +83,8 @@ MS_PER_DAY = 86_400_000
 NO_DATA_BATCHES_CONF = "spark.sql.streaming.noDataMicroBatches.enabled"
 # Non-detections carry candid -1 on the Spark side (udfs.aggregate.spark_points restores null).
 NO_CANDID = -1
+# What the aggregation reads of the alerts table: the key, the alert's time and its context.
+ALERT_COLUMNS = [*OBJECT_KEY, "candid", "mjd", "band", *CONTEXT_COLUMNS]
 
 _DESCRIPTIONS = {
     "survey": "'ztf' or 'lsst'",
@@ -90,6 +101,10 @@ _DESCRIPTIONS = {
     "hpx": f"nested HEALPix order {OBJECTS_HPX_ORDER} pixel of (meanra, meandec); -1 without detections; "
            "partition column",
     "last_batch_id": "aggregation micro-batch that last updated the row",
+    "sgscore1": "ZTF star/galaxy score of the closest PS1 source, from the latest alert (1 = star)",
+    "distpsnr1": "ZTF distance to the closest PS1 source, arcsec, from the latest alert",
+    "srmag1": "ZTF PS1 r magnitude of the closest PS1 source, from the latest alert",
+    "extendedness": "LSST diaSource extendedness of the latest alert (0 point-like .. 1 extended)",
 }
 _BAND_DESCRIPTIONS = {
     "ndet": "detections in band {b}",
@@ -116,6 +131,7 @@ def _objects_schema() -> pa.Schema:
     fields += [_field(k, pa.float64(), _DESCRIPTIONS[k])
                for k in ("firstmjd", "lastmjd", "meanra", "meandec", "sigmara", "sigmadec")]
     fields.append(_field("hpx", pa.int64(), _DESCRIPTIONS["hpx"]))
+    fields += [_field(k, pa.float64(), _DESCRIPTIONS[k]) for k in CONTEXT_COLUMNS]
     for band in BANDS:
         fields += [_field(f"{stat}_{band}", pa.int64() if stat == "ndet" else pa.float64(),
                           _BAND_DESCRIPTIONS[stat].format(b=band)) for stat in BAND_STATS]
@@ -158,31 +174,56 @@ class AggregationSettings:
         return self.checkpoint or str(Path(config.stream.checkpoint).parent / "aggregate")
 
 
+def _absent(kind: str):
+    return F.lit(None).cast(kind)
+
+
+def _no_context() -> list:
+    return [_absent("double").alias(c) for c in CONTEXT_COLUMNS]
+
+
 def detection_points(detections: DataFrame) -> DataFrame:
     """Detections as light-curve points (lenga.aggregate.CURVE_COLUMNS)."""
-    return detections.select(*OBJECT_KEY, F.lit(DETECTION).alias("kind"), *CURVE_COLUMNS[1:])
+    return detections.select(*OBJECT_KEY, F.lit(DETECTION).alias("kind"), *CURVE_COLUMNS[1:], *_no_context())
 
 
 def non_detection_points(non_detections: DataFrame) -> DataFrame:
     """Upper limits and forced photometry as light-curve points (no candid, sign, position)."""
-    absent = {"candid": F.lit(NO_CANDID).cast("long"), "isdiffpos": F.lit(None).cast("boolean"),
-              "ra": F.lit(None).cast("double"), "dec": F.lit(None).cast("double")}
-    return non_detections.select(*OBJECT_KEY, *[absent.get(c, F.col(c)).alias(c) for c in CURVE_COLUMNS])
+    absent = {"candid": F.lit(NO_CANDID).cast("long"), "isdiffpos": _absent("boolean"),
+              "ra": _absent("double"), "dec": _absent("double")}
+    return non_detections.select(*OBJECT_KEY, *[absent.get(c, F.col(c)).alias(c) for c in CURVE_COLUMNS],
+                                 *_no_context())
+
+
+def context_rows(alerts: DataFrame) -> DataFrame:
+    """One row per alert carrying its context columns, shaped like the points (kind
+    ``udfs.aggregate.ALERT``; the point columns it does not have are null)."""
+    from udfs.aggregate import ALERT, CURVE_STATE_SCHEMA
+
+    kept = {"kind": F.lit(ALERT), "candid": F.col("candid"), "mjd": F.col("mjd"), "band": F.col("band")}
+    return alerts.select(*OBJECT_KEY, *[kept.get(f.name, _absent(f.dataType.elementType.simpleString())).alias(f.name)
+                                        for f in CURVE_STATE_SCHEMA.fields],
+                         *[F.col(c).cast("double").alias(c) for c in CONTEXT_COLUMNS])
 
 
 def table_stream(spark: SparkSession, lake: Lake, spec: TableSpec, settings: AggregationSettings,
-                 starting_version: int | None = None) -> DataFrame:
-    """A streaming read of a lake table's appends (delta-spark's source, else ``lenga_delta``)."""
+                 columns: list[str] | None = None) -> DataFrame:
+    """A streaming read of a lake table's appends (delta-spark's source, else ``lenga_delta``),
+    reading only ``columns`` if given (the alerts table is wide: cutouts)."""
     lake.ensure(spec)
     if isinstance(lake, DeltaSparkLake):
         reader = spark.readStream.format("delta")
         if settings.max_versions_per_trigger:
             reader = reader.option("maxFilesPerTrigger", settings.max_versions_per_trigger)
-        return reader.load(lake.path(spec.name))
+        stream = reader.load(lake.path(spec.name))
+        return stream.select(*columns) if columns else stream
     from lenga.io.delta_source import DeltaDataSource
 
     spark.dataSource.register(DeltaDataSource)
-    reader = spark.readStream.format("lenga_delta").schema(spec.spark_schema).option("path", lake.path(spec.name))
+    schema = spec.spark_schema
+    if columns:
+        schema = StructType([schema[c] for c in columns])
+    reader = spark.readStream.format("lenga_delta").schema(schema).option("path", lake.path(spec.name))
     if settings.max_versions_per_trigger:
         reader = reader.option("maxVersionsPerTrigger", settings.max_versions_per_trigger)
     return reader.load()
@@ -244,7 +285,9 @@ def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
     lake.ensure(OBJECTS_SPEC)
     det_spec, non_spec = TABLE_SPECS["detections"], TABLE_SPECS["non_detections"]
     points = (detection_points(table_stream(spark, lake, det_spec, settings))
-              .unionByName(non_detection_points(table_stream(spark, lake, non_spec, settings))))
+              .unionByName(non_detection_points(table_stream(spark, lake, non_spec, settings)))
+              .unionByName(context_rows(table_stream(spark, lake, TABLE_SPECS["alerts"], settings,
+                                                     columns=ALERT_COLUMNS))))
     ttl_ms = int(settings.state_ttl_days * MS_PER_DAY) if settings.state_ttl_days else None
     curves = points.groupBy(*OBJECT_KEY).transformWithStateInPandas(
         LightCurveProcessor(ttl_ms), CURVES_SCHEMA, "Update", "ProcessingTime")

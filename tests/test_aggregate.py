@@ -9,9 +9,11 @@ import pytest
 
 from lenga.aggregate import (
     BANDS,
+    CONTEXT_COLUMNS,
     DETECTION,
     OBJECTS_HPX_ORDER,
     empty_curve,
+    latest_context,
     merge_curves,
     object_statistics,
     statistics_columns,
@@ -144,3 +146,17 @@ def test_bad_points_are_rejected_with_a_reason():
         merge_curves(no_candid)
     with pytest.raises(ValueError, match="lack column"):
         merge_curves(pd.DataFrame({"survey": ["ztf"], "objectId": ["A"]}))
+
+
+def test_context_comes_from_the_latest_alert_in_any_order():
+    alerts = pd.DataFrame({"survey": ["ztf", "ztf", "ztf", "lsst"], "objectId": ["A", "A", "A", "7"],
+                           "mjd": [60001.0, 60003.0, 60003.0, 60000.0], "candid": [5, 6, 9, 1],
+                           "sgscore1": [0.1, 0.2, 0.9, None], "distpsnr1": [1.0, 2.0, 3.0, None],
+                           "srmag1": [17.0, 18.0, 19.0, None], "extendedness": [None, None, None, 0.4]})
+    expected = latest_context(alerts)
+    pd.testing.assert_frame_equal(latest_context(alerts.iloc[::-1]), expected)
+    row = expected.set_index(["survey", "objectId"]).loc[("ztf", "A")]
+    assert (row["sgscore1"], row["distpsnr1"], row["srmag1"]) == (0.9, 3.0, 19.0)
+    assert list(expected.columns) == ["survey", "objectId", "mjd", "candid", *CONTEXT_COLUMNS]
+    with pytest.raises(ValueError, match="lacks column"):
+        latest_context(alerts.drop(columns=["srmag1"]))

@@ -13,7 +13,14 @@ import polars as pl
 import pytest
 
 from jobs import aggregate as aggregate_job
-from lenga.aggregate import CURVE_COLUMNS, DETECTION, merge_curves, object_statistics
+from lenga.aggregate import (
+    CONTEXT_COLUMNS,
+    CURVE_COLUMNS,
+    DETECTION,
+    latest_context,
+    merge_curves,
+    object_statistics,
+)
 from lenga.aggregation import OBJECTS, OBJECTS_SPEC, run_aggregation, target_pixels
 from lenga.config import load_config
 from lenga.io.lake import open_lake
@@ -64,7 +71,10 @@ def expected_objects(root: Path) -> pd.DataFrame:
     non = read(root, "non_detections").assign(candid=pd.NA, isdiffpos=pd.NA, ra=np.nan, dec=np.nan)
     stats = object_statistics(merge_curves(det[["survey", "objectId", *CURVE_COLUMNS]],
                                            non[["survey", "objectId", *CURVE_COLUMNS]]))
-    return stats.sort_values(["survey", "objectId"]).reset_index(drop=True)
+    context = latest_context(read(root, "alerts"))[["survey", "objectId", *CONTEXT_COLUMNS]].astype(
+        {c: "float64" for c in CONTEXT_COLUMNS})
+    stats = stats.merge(context, on=["survey", "objectId"], how="left")
+    return stats.sort_values(["survey", "objectId"]).reset_index(drop=True)[[f.name for f in OBJECTS][:-1]]
 
 
 def assert_same(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
@@ -107,6 +117,8 @@ def test_objects_match_the_ingest_tables_and_the_truth(in_order):
     assert summaries[0].objects_in_lake == len(truth)
     assert len(summaries[0].batches) >= 1 and summaries[0].objects_updated >= len(truth)
     assert table["hpx"].ge(0).all() and table["ndet"].gt(0).all()
+    ztf = table["survey"] == "ztf"
+    assert table.loc[ztf, "sgscore1"].notna().all() and table.loc[~ztf, "extendedness"].notna().all()
 
 
 def test_out_of_order_and_split_across_restarts_give_the_same_objects(spark, tmp_path, in_order):
@@ -148,7 +160,7 @@ def test_a_replayed_batch_leaves_objects_unchanged(spark, in_order):
                    "candid": [1], "mjd": [70000.0], "band": ["g"], "magpsf": [25.0], "sigmapsf": [0.1],
                    "psfFlux": [1.0], "psfFluxErr": [0.1], "isdiffpos": [True], "diffmaglim": [26.0],
                    "ra": [float(victim["meanra"])], "dec": [float(victim["meandec"])]}
-    curves = spark.createDataFrame([tuple(other_curve[f.name] for f in CURVES_SCHEMA)], CURVES_SCHEMA)
+    curves = spark.createDataFrame([tuple(other_curve.get(f.name) for f in CURVES_SCHEMA)], CURVES_SCHEMA)
     last = summaries[-1].batches[-1].batch_id
 
     writer(curves, last)  # replay of the last committed batch id: skipped

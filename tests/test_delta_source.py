@@ -74,3 +74,15 @@ def test_a_removal_fails_loudly(tmp_path):
     assert len(added_files(str(table), -1, 0)) == 2
     with pytest.raises(ValueError, match="version 1 .* removes data"):
         added_files(str(table), 0, 1)
+
+
+def test_a_narrow_schema_reads_only_its_columns(spark, tmp_path):
+    table = tmp_path / "t"
+    append(table, 0, 6)
+    spark.dataSource.register(DeltaDataSource)
+    seen = []
+    query = (spark.readStream.format("lenga_delta").schema("candid long").option("path", str(table)).load()
+             .writeStream.foreachBatch(lambda df, _: seen.extend(r.candid for r in df.collect()))
+             .option("checkpointLocation", str(tmp_path / "ck")).trigger(availableNow=True).start())
+    query.awaitTermination()
+    assert sorted(seen) == list(range(6))

@@ -31,10 +31,12 @@ from pyspark.sql.types import (
 )
 
 from lenga.aggregate import (
+    CONTEXT_COLUMNS,
     CURVE_COLUMNS,
     CURVE_DTYPES,
     DETECTION,
     OBJECT_KEY,
+    latest_context,
     merge_curves,
     object_statistics,
 )
@@ -42,9 +44,14 @@ from lenga.aggregate import (
 _SPARK_TYPES = {"kind": StringType(), "candid": LongType(), "band": StringType(), "isdiffpos": BooleanType()}
 #: The state of one object: its curve as one array per curve column.
 CURVE_STATE_SCHEMA = StructType([StructField(c, ArrayType(_SPARK_TYPES.get(c, DoubleType()))) for c in CURVE_COLUMNS])
-#: What the processor emits: the object key and its full curve.
+#: The state of one object's context: its latest alert's mjd, candid and context columns.
+CONTEXT_STATE_SCHEMA = StructType([StructField("mjd", DoubleType()), StructField("candid", LongType()),
+                                   *[StructField(c, DoubleType()) for c in CONTEXT_COLUMNS]])
+#: What the processor emits: the object key, its full curve and its latest context.
 CURVES_SCHEMA = StructType([StructField("survey", StringType()), StructField("objectId", StringType()),
-                            *CURVE_STATE_SCHEMA.fields])
+                            *CURVE_STATE_SCHEMA.fields, *[StructField(c, DoubleType()) for c in CONTEXT_COLUMNS]])
+#: ``kind`` of the rows carrying an alert's context into the processor (not light-curve points).
+ALERT = "alert"
 # Fills a null candid on the Arrow side; non-detections have no candid (restored as NA).
 _NULL_CANDID = -1
 
@@ -83,11 +90,14 @@ def spark_points(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 class LightCurveProcessor(StatefulProcessor):
-    """Keeps each object's de-duplicated light curve in the state store; emits it when touched.
+    """Keeps each object's de-duplicated light curve and latest alert context in the state store;
+    emits both when the object is touched.
 
-    ``ttl_ms`` expires the curve of an object not touched for that long (processing time): its
-    memory is reclaimed, and a later alert starts from the alert's own history (30 days for ZTF, 12
-    months for LSST); lenga.aggregation explains how to rebuild the state from the lake.
+    Input rows are light-curve points plus, with ``kind`` = :data:`ALERT`, one row per alert
+    carrying its context columns. ``ttl_ms`` expires the state of an object not touched for that
+    long (processing time): its memory is reclaimed, and a later alert starts from the alert's own
+    history (30 days for ZTF, 12 months for LSST); lenga.aggregation explains how to rebuild the
+    state from the lake.
     """
 
     def __init__(self, ttl_ms: int | None):
@@ -95,15 +105,36 @@ class LightCurveProcessor(StatefulProcessor):
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.curve = handle.getValueState("curve", CURVE_STATE_SCHEMA, self.ttl_ms)
+        self.context = handle.getValueState("context", CONTEXT_STATE_SCHEMA, self.ttl_ms)
+
+    def _context(self, key: tuple[str, str], alerts: pd.DataFrame) -> tuple:
+        columns = [field.name for field in CONTEXT_STATE_SCHEMA.fields]
+        if self.context.exists():
+            stored = pd.DataFrame([self.context.get()], columns=columns).assign(survey=key[0], objectId=key[1])
+            alerts = pd.concat([alerts, stored], ignore_index=True) if len(alerts) else stored
+        if not len(alerts):
+            return (None,) * len(columns)
+        latest = latest_context(alerts).iloc[0]
+        state = tuple(None if pd.isna(latest[c]) else latest[c].item() for c in columns)
+        self.context.update(state)
+        return state
 
     def handleInputRows(self, key, rows, timerValues) -> Iterator[pd.DataFrame]:
-        parts = [spark_points(frame) for frame in rows]
+        frames = list(rows)
+        rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        is_alert = (rows["kind"] == ALERT).to_numpy()
+        context = self._context(key, rows.loc[is_alert])
+        parts = [spark_points(rows.loc[~is_alert])]
         if self.curve.exists():
             parts.append(stored_curve(key, self.curve.get()))
-        state = curve_state(merge_curves(*parts))
+        curve = merge_curves(*parts)
+        if curve.empty:  # only alert rows so far: their detections come with a later commit
+            return
+        state = curve_state(curve)
         self.curve.update(state)
         yield pd.DataFrame({"survey": [key[0]], "objectId": [key[1]],
-                            **{c: [v] for c, v in zip(CURVE_COLUMNS, state, strict=True)}})
+                            **{c: [v] for c, v in zip(CURVE_COLUMNS, state, strict=True)},
+                            **{c: [v] for c, v in zip(CONTEXT_COLUMNS, context[2:], strict=True)}})
 
     def close(self) -> None:
         pass
@@ -130,6 +161,8 @@ def statistics_batches(schema_bytes: bytes):
             if batch.num_rows == 0:
                 continue
             stats = object_statistics(curve_points(batch))
+            context = pa.Table.from_batches([batch]).select([*OBJECT_KEY, *CONTEXT_COLUMNS]).to_pandas()
+            stats = stats.merge(context, on=OBJECT_KEY, how="left")
             yield from pa.Table.from_pandas(stats, schema=schema, preserve_index=False).to_batches()
 
     return compute

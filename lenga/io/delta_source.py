@@ -12,6 +12,8 @@ source does, reading the Delta log directly (protocol: github.com/delta-io/delta
   group of files; each commit is read from its JSON log entry ``_delta_log/<version>.json``;
 - ``read`` yields the Parquet files as Arrow batches, with the partition columns (``night``)
   restored from the add action's ``partitionValues`` (Delta does not store them in the files).
+  Only the columns of the query's schema are read: ``.schema(...)`` with a few columns of a wide
+  table (``alerts`` and its cutouts) reads just those columns of each file.
 
 Only appends are expected: a commit that removes data (``remove`` with ``dataChange: true``: a
 delete, an overwrite, a MERGE) fails the query with a message naming the version, because its rows
@@ -109,7 +111,7 @@ def _partition_value(text: str | None, kind: pa.DataType) -> pa.Scalar:
 def read_files(part: DeltaFiles) -> Iterator[pa.RecordBatch]:
     schema = pa.ipc.read_schema(pa.py_buffer(part.schema_bytes))
     for added in part.files:
-        partition = dict(added.partition_values)
+        partition = {k: v for k, v in added.partition_values if k in schema.names}
         stored = [f for f in schema if f.name not in partition]
         parquet = pq.ParquetFile(os.path.join(part.table, added.path))
         for batch in parquet.iter_batches(columns=[f.name for f in stored]):
