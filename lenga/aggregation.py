@@ -1,8 +1,9 @@
 """The aggregation query: ``detections`` + ``non_detections`` → per-object light curves → ``objects``.
 
-    detections ─┐ (Delta stream: lenga_delta, or delta-spark's own source when its jar is present)
-                ├─ union of points ─ groupBy(survey, objectId)
-    non_det. ───┘      └─ transformWithStateInPandas(LightCurveProcessor)   RocksDB state: the curve
+    detections ───┐ (Delta streams: lenga_delta, or delta-spark's own source when its jar is present)
+    non_detections┼─ union ─ groupBy(survey, objectId)
+    alerts (context columns only)      └─ transformWithStateInPandas(LightCurveProcessor)
+                                            RocksDB state: the curve and the latest alert's context
                             └─ foreachBatch(ObjectsWriter)
                                  ├─ mapInArrow(statistics_batches)           lenga.aggregate
                                  └─ MERGE into objects (keys survey, objectId; partition hpx)
