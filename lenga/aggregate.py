@@ -53,9 +53,11 @@ BAND_STATS = ("ndet", "firstmjd", "lastmjd", "magfirst", "maglast", "magmean", "
 #: lenga.aggregation for why this bounds the files a MERGE rewrites).
 OBJECTS_HPX_ORDER = 2
 ARCSEC_PER_DEG = 3600.0
-# Sentinels that make the de-duplication key total (a detection has no band/mjd in its key, a
-# non-detection no candid); never compared with real values of the other kind.
-_NO_CANDID = -1
+#: The candid of a point that has none (non-detections) wherever a null cannot be used: in the
+#: de-duplication key, and in int64 columns crossing pandas (an int column with nulls becomes float64
+#: there, and ZTF candids exceed 2**53). Never compared with a real candid: keys include the kind.
+NO_CANDID = -1
+# The band of a detection in the de-duplication key (its candid alone identifies it).
 _NO_BAND = ""
 
 
@@ -104,10 +106,10 @@ def merge_curves(*parts: pd.DataFrame) -> pd.DataFrame:
         return empty_curve()
     points = _typed(parts)
     detection = (points["kind"] == DETECTION).to_numpy()
-    candid = points["candid"].to_numpy(dtype=np.int64, na_value=_NO_CANDID)
+    candid = points["candid"].to_numpy(dtype=np.int64, na_value=NO_CANDID)
     key = pd.DataFrame({
         "survey": points["survey"], "objectId": points["objectId"], "kind": points["kind"],
-        "key_candid": np.where(detection, candid, _NO_CANDID),
+        "key_candid": np.where(detection, candid, NO_CANDID),
         "key_band": np.where(detection, _NO_BAND, points["band"]),
         "key_mjd": np.where(detection, 0.0, points["mjd"]),
     })
@@ -118,7 +120,7 @@ def merge_curves(*parts: pd.DataFrame) -> pd.DataFrame:
         copies = pd.concat([key[repeated], points.loc[repeated, CURVE_COLUMNS].add_prefix("v_")], axis=1)
         copies = copies.sort_values(list(copies.columns), kind="mergesort", na_position="last")
         points = points.drop(index=copies.index[copies.duplicated(subset=list(key.columns)).to_numpy()])
-        candid = points["candid"].to_numpy(dtype=np.int64, na_value=_NO_CANDID)
+        candid = points["candid"].to_numpy(dtype=np.int64, na_value=NO_CANDID)
     order = np.lexsort((candid, _codes(points["band"]), _codes(points["kind"]), points["mjd"].to_numpy(),
                         _codes(points["objectId"]), _codes(points["survey"])))
     return points.iloc[order].reset_index(drop=True)

@@ -72,6 +72,7 @@ from lenga.aggregate import (
     CONTEXT_COLUMNS,
     CURVE_COLUMNS,
     DETECTION,
+    NO_CANDID,
     OBJECT_KEY,
     OBJECTS_HPX_ORDER,
 )
@@ -82,8 +83,6 @@ from lenga.xmatch.healpix import NO_PIXEL, neighbour_block
 
 MS_PER_DAY = 86_400_000
 NO_DATA_BATCHES_CONF = "spark.sql.streaming.noDataMicroBatches.enabled"
-# Non-detections carry candid -1 on the Spark side (udfs.aggregate.spark_points restores null).
-NO_CANDID = -1
 # What the aggregation reads of the alerts table: the key, the alert's time and its context.
 ALERT_COLUMNS = [*OBJECT_KEY, "candid", "mjd", "band", *CONTEXT_COLUMNS]
 

@@ -8,7 +8,7 @@
   rows, many objects per call (one row is one whole object, so Arrow batches never split a curve).
 
 ZTF candids exceed 2**53: they never pass through float64 (pandas turns an int column with nulls
-into floats), nulls are filled with a sentinel on the Arrow side and restored as ``pd.NA``.
+into floats); non-detections carry ``NO_CANDID`` across Spark and Arrow, restored as ``pd.NA``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from lenga.aggregate import (
     CURVE_COLUMNS,
     CURVE_DTYPES,
     DETECTION,
+    NO_CANDID,
     OBJECT_KEY,
     latest_context,
     merge_curves,
@@ -52,8 +53,6 @@ CURVES_SCHEMA = StructType([StructField("survey", StringType()), StructField("ob
                             *CURVE_STATE_SCHEMA.fields, *[StructField(c, DoubleType()) for c in CONTEXT_COLUMNS]])
 #: ``kind`` of the rows carrying an alert's context into the processor (not light-curve points).
 ALERT = "alert"
-# Fills a null candid on the Arrow side; non-detections have no candid (restored as NA).
-_NULL_CANDID = -1
 
 
 def _restore_candid(frame: pd.DataFrame, candid: np.ndarray) -> pd.DataFrame:
@@ -83,7 +82,7 @@ def stored_curve(key: tuple[str, str], state: tuple) -> pd.DataFrame:
 def spark_points(frame: pd.DataFrame) -> pd.DataFrame:
     """Points as pandas received them from Spark: a candid column with nulls arrives as float64.
 
-    The Spark side sends non-detections with candid = -1 instead of null (see
+    The Spark side sends non-detections with candid = NO_CANDID instead of null (see
     ``lenga.aggregation.non_detection_points``) so the column stays int64 and exact.
     """
     return _restore_candid(frame.copy(), frame["candid"].to_numpy(dtype=np.int64))
@@ -115,7 +114,7 @@ class LightCurveProcessor(StatefulProcessor):
         if not len(alerts):
             return (None,) * len(columns)
         latest = latest_context(alerts).iloc[0]
-        state = tuple(None if pd.isna(latest[c]) else latest[c].item() for c in columns)
+        state = tuple(None if pd.isna(value) else value for value in latest[columns])
         self.context.update(state)
         return state
 
@@ -146,7 +145,7 @@ def curve_points(batch: pa.RecordBatch) -> pd.DataFrame:
     parent = pc.list_parent_indices(table["mjd"])
     data = {k: pc.take(table[k], parent) for k in OBJECT_KEY}
     data.update({c: pc.list_flatten(table[c]) for c in CURVE_COLUMNS})
-    data["candid"] = pc.fill_null(data["candid"], _NULL_CANDID)
+    data["candid"] = pc.fill_null(data["candid"], NO_CANDID)
     frame = pa.table(data).to_pandas()
     return _restore_candid(frame, frame["candid"].to_numpy(dtype=np.int64))
 
