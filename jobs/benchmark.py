@@ -11,6 +11,8 @@ Stages, each measured on the same messages:
 - ``write_<table>``   inside the stream: de-duplication + Delta commit of each table
 - ``step_<name>``     inside the stream: each enrichment step (e.g. ``xmatch`` when catalogs are ingested)
 - ``end_to_end``      the streaming job from start to drained topic (the headline ``alerts_per_s``)
+- ``aggregation``     the second query (lake → per-object light curves → ``objects``), run after
+                      the ingest query over the same alerts, in alerts/s of its own wall time
 
 ``xmatch`` reports the cross-match stage on its own (``lenga.xmatch.bench.measure``): new objects
 of 20,000-alert batches against generated catalogs of 10^6 (broadcast) and 10^7 (partitioned) rows.
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from lenga.aggregation import run_aggregation
 from lenga.config import add_config_arguments, load_config
 from lenga.decode import decode_record_batch
 from lenga.io.broker import EmbeddedBroker
@@ -150,6 +153,8 @@ def main(argv=None) -> None:
         for step in sorted({name for b in summary.batches for name in b.step_seconds}):
             stages[f"step_{step}"] = summary.step_rate(step)
         stages["end_to_end"] = summary.alerts_per_s
+        aggregated = run_aggregation(config, spark)
+        stages["aggregation"] = summary.alerts_in / aggregated.wall_s
         xmatch = {}
         for rows in args.xmatch_rows:
             xmatch[f"catalog_{rows:.0e}"] = measure_xmatch(spark, n_objects=10_000, catalog_rows=rows)
@@ -168,6 +173,8 @@ def main(argv=None) -> None:
             "peak_rss_breakdown_mb": memory.breakdown_mb(),
             "rows": summary.table_rows,
             "xmatch": xmatch,
+            "aggregation": {"objects": aggregated.objects_in_lake, "wall_s": round(aggregated.wall_s, 2),
+                            "micro_batches": len(aggregated.batches)},
             "spark_master": config.spark.get("spark.master"),
             "lake_backend": summary.backend,
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -5,7 +5,8 @@
 Starts the Tansu Kafka-compatible broker on a free 127.0.0.1 port, publishes simulated ZTF and LSST
 alerts (a few deliberately corrupt ones included, to show the quarantine), runs the streaming job
 with Trigger.AvailableNow until the topics are drained, writes the Delta lake, cross-matches every new
-object with a catalog of the simulated stars, host galaxies and quasars, prints a summary and stops
+object with a catalog of the simulated stars, host galaxies and quasars, then runs the aggregation
+query (every object's light curve and statistics into `objects`), prints a summary and stops
 everything it started. Running it again adds nothing: the same seed gives the same alerts and
 the lake de-duplicates them.
 """
@@ -16,6 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
+from lenga.aggregation import run_aggregation
 from lenga.config import add_config_arguments, load_config
 from lenga.io.broker import EmbeddedBroker
 from lenga.io.kafka import create_topics, publish
@@ -64,6 +66,9 @@ def main(argv=None) -> None:
         print(f"[lenga] demo catalog of the simulated stars, hosts and quasars, version {ingested.version}: {what}")
         summary = run_stream(config, spark=spark)
     print_summary(summary, published)
+    aggregated = run_aggregation(config, spark)
+    print(f"[lenga] aggregation: {aggregated.objects_updated:,} object light curves updated in "
+          f"{aggregated.wall_s:.1f} s; objects table: {aggregated.objects_in_lake:,} rows")
     print(f"[lenga] expected from the simulator's truth: {truth['detections']:,} unique detections, "
           f"{truth['upper_limits'] + truth['forced_photometry']:,} upper limits/forced points, "
           f"{truth['corrupt']} to quarantine")

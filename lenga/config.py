@@ -150,7 +150,7 @@ _NESTED = {
     ("SourceConfig", "files"): FilesConfig,
 }
 # Sections validated by the module that owns them (loaded lazily so jobs import only what they use).
-OWNED_SECTIONS = ("features", "catalogs", "xmatch", "lc_classifier", "stamp_classifier", "filters", "benchmark")
+OWNED_SECTIONS = ("aggregation", "features", "catalogs", "xmatch", "lc_classifier", "stamp_classifier", "filters", "benchmark")
 
 
 def deep_merge(base: dict, override: dict) -> dict:

@@ -46,12 +46,14 @@ def build_session(app_name: str, spark_conf: dict[str, str] | None = None) -> Sp
 
 
 def register_data_sources(spark: SparkSession) -> None:
-    """Register lenga's Python data sources (``lenga_kafka``, ``lenga_files``)."""
+    """Register lenga's Python data sources (``lenga_kafka``, ``lenga_files``, ``lenga_delta``)."""
+    from lenga.io.delta_source import DeltaDataSource
     from lenga.io.file_source import AlertFileDataSource
     from lenga.io.kafka_source import KafkaDataSource
 
     spark.dataSource.register(KafkaDataSource)
     spark.dataSource.register(AlertFileDataSource)
+    spark.dataSource.register(DeltaDataSource)
 
 
 def has_jvm_class(spark: SparkSession, class_name: str) -> bool:
