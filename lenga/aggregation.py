@@ -331,15 +331,12 @@ def run_aggregation(config: Config, spark: SparkSession | None = None,
                     settings: AggregationSettings | None = None) -> AggregationSummary:
     """Run the aggregation query to completion (availableNow) or until stopped; for the demo and
     jobs/aggregate.py, after (or beside) the ingest query."""
-    from lenga.io.session import build_session
+    from lenga.io.session import await_query, build_session
 
     spark = spark or build_session("lenga-aggregate", config.spark)
     lake = open_lake(spark, config.lake.root, config.lake.backend)
     started = time.perf_counter()
     query, writer = start_aggregation(spark, config, lake, settings)
-    try:
-        query.awaitTermination()
-    except KeyboardInterrupt:
-        query.stop()
+    await_query(query)
     return AggregationSummary(str(lake.root), time.perf_counter() - started, writer.reports,
                               lake.count(OBJECTS_SPEC.name))

@@ -9,7 +9,7 @@ import numpy as np
 
 from lenga.config import Config
 from lenga.io.lake import Lake, open_lake
-from lenga.io.session import build_session
+from lenga.io.session import await_query, build_session
 from lenga.pipeline import TABLE_SPECS, BatchReport, BatchStep, start_stream
 
 
@@ -64,10 +64,7 @@ def run_stream(config: Config, app_name: str = "lenga-stream", spark=None,
         steps = enrichment_steps(config, lake)
     started = time.perf_counter()
     query, writer = start_stream(spark, config, lake, steps)
-    try:
-        query.awaitTermination()
-    except KeyboardInterrupt:
-        query.stop()
+    await_query(query)
     wall = time.perf_counter() - started
     tables = list(TABLE_SPECS) + sorted({t for b in writer.reports for t in b.tables} - set(TABLE_SPECS))
     return RunSummary(str(lake.root), type(lake).__name__, wall, writer.reports,

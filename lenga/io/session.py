@@ -45,6 +45,14 @@ def build_session(app_name: str, spark_conf: dict[str, str] | None = None) -> Sp
     return spark
 
 
+def await_query(query) -> None:
+    """Block until a streaming query ends (AvailableNow drains and stops); Ctrl-C stops it cleanly."""
+    try:
+        query.awaitTermination()
+    except KeyboardInterrupt:
+        query.stop()
+
+
 def register_data_sources(spark: SparkSession) -> None:
     """Register lenga's Python data sources (``lenga_kafka``, ``lenga_files``, ``lenga_delta``)."""
     from lenga.io.delta_source import DeltaDataSource
