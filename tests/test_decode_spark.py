@@ -1,28 +1,12 @@
-"""udfs.decode in a real local Spark session: the mapInArrow contract the streaming job relies on."""
+"""udfs.decode in a real local Spark session (the shared ``spark`` fixture): the mapInArrow contract the
+streaming job relies on."""
 
 from __future__ import annotations
 
 import io
-import os
-import sys
 from datetime import UTC, datetime
 
 import fastavro
-import pytest
-
-pyspark_sql = pytest.importorskip("pyspark.sql")
-
-
-@pytest.fixture(scope="module")
-def spark():
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    session = (
-        pyspark_sql.SparkSession.builder.master("local[1]").appName("test_decode_spark")
-        .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false").getOrCreate()
-    )
-    yield session
-    session.stop()
 
 
 def test_map_in_arrow_decodes_kafka_rows(spark, shared_data):
