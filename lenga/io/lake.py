@@ -97,15 +97,14 @@ class Lake(ABC):
     def read(self, spec: TableSpec, nights: list[int] | None = None) -> DataFrame:
         """The table as a Spark DataFrame, reading only the given night partitions if any."""
 
+    def replayed(self, spec: TableSpec, app_id: str, batch_id: int) -> bool:
+        """True when ``batch_id`` (or a later batch) of ``app_id`` is already committed to the table."""
+        done = self.committed_batch(spec.name, app_id)
+        return done is not None and done >= batch_id
+
     def append(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int) -> WriteResult:
         """Append ``df`` as one transaction tagged (app_id, batch_id); a no-op on replay."""
-        started = time.perf_counter()
-        done = self.committed_batch(spec.name, app_id)
-        if done is not None and done >= batch_id:
-            return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started)
-        result = self._append(spec, df.select(*spec.schema.names), app_id, batch_id)
-        result.seconds = time.perf_counter() - started
-        return result
+        return self._timed_append(spec, lambda: df, app_id, batch_id)
 
     def append_new(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int) -> WriteResult:
         """Append only rows whose key is not in the lake yet (nor twice in ``df``).
@@ -115,9 +114,9 @@ class Lake(ABC):
         keys. The anti-join reads only the night partitions the batch touches and only the key
         columns, which Parquet's column pruning makes cheap.
         """
-        done = self.committed_batch(spec.name, app_id)
-        if done is not None and done >= batch_id:
-            return WriteResult(spec.name, skipped=True)
+        return self._timed_append(spec, lambda: self._new_rows(spec, df), app_id, batch_id)
+
+    def _new_rows(self, spec: TableSpec, df: DataFrame) -> DataFrame:
         keys = list(spec.keys)
         row_id = list(spec.row_id)
         narrow = df.select(*keys, *row_id, PARTITION_COLUMN) if row_id else df
@@ -130,7 +129,17 @@ class Lake(ABC):
         if row_id:
             # One winner per key, known by its row id: a broadcast semi-join keeps the wide rows local.
             unique = df.join(F.broadcast(unique.select(*row_id)), on=row_id, how="left_semi")
-        return self.append(spec, unique, app_id, batch_id)
+        return unique
+
+    def _timed_append(self, spec: TableSpec, rows: Callable[[], DataFrame], app_id: str,
+                      batch_id: int) -> WriteResult:
+        """Skip a replayed batch before any Spark work, else append ``rows()`` and time it all."""
+        started = time.perf_counter()
+        if self.replayed(spec, app_id, batch_id):
+            return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started)
+        result = self._append(spec, rows().select(*spec.schema.names), app_id, batch_id)
+        result.seconds = time.perf_counter() - started
+        return result
 
     @abstractmethod
     def count(self, table: str) -> int:
@@ -267,8 +276,7 @@ class DeltaRsLake(Lake):
         from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
         started = time.perf_counter()
-        done = self.committed_batch(spec.name, app_id)
-        if done is not None and done >= batch_id:
+        if self.replayed(spec, app_id, batch_id):
             return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started)
         write_deltalake(self.path(spec.name), table, mode="overwrite", schema_mode="overwrite",
                         partition_by=list(spec.partition_by) or None, name=spec.name,
@@ -307,8 +315,7 @@ class DeltaRsLake(Lake):
         from deltalake import CommitProperties, DeltaTable, Transaction
 
         started = time.perf_counter()
-        done = self.committed_batch(spec.name, app_id)
-        if done is not None and done >= batch_id:
+        if self.replayed(spec, app_id, batch_id):
             return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started)
         self.ensure(spec)
         source = df.select(*spec.schema.names).toArrow().cast(spec.schema)

@@ -125,8 +125,7 @@ class CrossmatchStep:
     def __call__(self, batch: BatchContext) -> dict[str, WriteResult]:
         """Match the batch's new objects; returns the write results of ``xmatch`` and ``xmatch_objects``."""
         lake, app_id, batch_id = batch.lake, batch.app_id, batch.batch_id
-        done = lake.committed_batch(XMATCH_OBJECTS.name, app_id)
-        if done is not None and done >= batch_id:  # the registry is written last: all done
+        if lake.replayed(XMATCH_OBJECTS, app_id, batch_id):  # the registry is written last: all done
             return {spec.name: WriteResult(spec.name, skipped=True) for spec in (XMATCH, XMATCH_OBJECTS)}
         objects = batch_objects(batch.tables["alerts"])
         new = self.new_objects(batch.spark, lake, objects).persist()
