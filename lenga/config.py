@@ -154,12 +154,13 @@ OWNED_SECTIONS = ("aggregation", "features", "catalogs", "xmatch", "lc_classifie
 
 
 def deep_merge(base: dict, override: dict) -> dict:
+    """``override`` merged into ``base``, mapping by mapping (the flat ``spark`` section merges key by key)."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "spark":
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
         else:
-            out[key] = copy.deepcopy(value) if not isinstance(value, dict) else {**out.get(key, {}), **value}
+            out[key] = copy.deepcopy(value)
     return out
 
 

@@ -28,6 +28,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from lenga import schema
 from lenga.config import Config, SourceConfig
+from lenga.decode import STAGE as DECODE_STAGE
 from lenga.io.lake import Lake, TableSpec, WriteResult
 from lenga.io.session import kafka_format
 
@@ -81,7 +82,7 @@ def split_tables(decoded: DataFrame) -> dict[str, DataFrame]:
         "detections": valid.select(F.explode("detections").alias("row")).select("row.*"),
         "non_detections": valid.select(F.explode("non_detections").alias("row")).select("row.*"),
         "quarantine": rejected.withColumn("reason", F.col("quarantine_reason"))
-                              .withColumn("stage", F.lit("decode"))
+                              .withColumn("stage", F.lit(DECODE_STAGE))
                               .select(*schema.QUARANTINE.names),
     }
 
