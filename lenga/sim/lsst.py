@@ -42,6 +42,8 @@ MJD_EPOCH = datetime(1858, 11, 17)
 # Rubin's night (dayobs) starts at local noon, UTC-12 h at Cerro Pachón in the dayobs convention.
 DAYOBS_OFFSET_DAYS = 0.5
 BANDS = ("u", "g", "r", "i", "z", "y")
+# Artefacts whose stamps hold masked pixels: the diaSource's pixel flags are set.
+MASKING_ARTIFACTS = frozenset({"saturated_star", "edge", "nan_region"})
 
 
 def _version(version: str) -> tuple[int, int]:
@@ -143,9 +145,9 @@ def _dia_source(o: SimObject, j: int, version: str) -> dict:
         "extendedness": 1.0 if o.model.host == "galaxy" else 0.0,
         "reliability": float(o.reliability[j]),
         "band": str(o.epochs.band[j]),
-        "isDipole": False,
+        "isDipole": o.artifact == "dipole",
         "timeProcessedMjdTai": mjd + PROCESSING_DELAY_DAYS,
-        "pixelFlags": False,
+        "pixelFlags": o.artifact in MASKING_ARTIFACTS,
     }
     o.cache[key] = rec
     return rec

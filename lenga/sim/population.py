@@ -18,7 +18,7 @@ import numpy as np
 from astropy import units as u
 from astropy.coordinates import BarycentricMeanEcliptic, SkyCoord
 
-from lenga.sim import cutouts
+from lenga.sim import artifacts, cutouts
 from lenga.sim.lightcurves import LightCurveModel, Params, SampleContext
 from lenga.sim.survey import Epochs, NightConditions, Photometry, SurveyModel, mag_to_njy, observe, schedule
 
@@ -66,6 +66,19 @@ class SimObject:
         det = self.epochs.mjd[self.phot.detected]
         return float(det[0]) if det.size else np.inf
 
+    @property
+    def counterpart(self) -> str:
+        """What the catalogues hold at the position: "galaxy" (a host), "star" (the source itself,
+        or the star behind a dipole or saturation artefact) or "none"."""
+        if isinstance(self.model, artifacts.Bogus):
+            return "star" if artifacts.Bogus.kind(self.params) in artifacts.ON_STAR else "none"
+        return self.model.host
+
+    @property
+    def artifact(self) -> str | None:
+        """The artefact kind of a :class:`lenga.sim.artifacts.Bogus` object, else None."""
+        return artifacts.Bogus.kind(self.params) if isinstance(self.model, artifacts.Bogus) else None
+
     def host_image(self) -> np.ndarray | None:
         """The host galaxy in nJy/pixel, rendered once with the median seeing (None if no host)."""
         if self.model.host != "galaxy":
@@ -89,11 +102,16 @@ class SimObject:
     def stamps(self, i: int) -> cutouts.Triplet:
         """Science, template and difference images of epoch ``i`` in nJy/pixel (the survey's
         serialiser converts units and packs them): the epoch's seeing and depth set the PSF and the
-        sky noise; the seed makes them reproducible."""
+        sky noise; the seed makes them reproducible. Bogus objects show their artefact
+        (:mod:`lenga.sim.artifacts`) instead of a point source."""
         rng = np.random.default_rng((*self.seed, 2, i))
         scale = self.survey.pixel_scale_arcsec
         fwhm = float(self.epochs.seeing[i] / scale)
         sigma_pix = float(mag_to_njy(self.epochs.depth[i]) / 5.0 / np.sqrt(cutouts.noise_equivalent_area(fwhm)))
+        if isinstance(self.model, artifacts.Bogus):
+            blank = cutouts.render_triplet(rng, None, 0.0, 0.0, fwhm, self.survey.seeing_fwhm_arcsec / scale,
+                                           sigma_pix, self.survey.registration_sigma_pix)
+            return self.model.render(rng, blank, self.params, float(mag_to_njy(self.mag[i])), fwhm, sigma_pix)
         return cutouts.render_triplet(
             rng,
             host=self.host_image(),

@@ -135,6 +135,8 @@ def assign_candids(objects: list[SimObject], offset: int) -> None:
             "ssnamenr": f"{int(rng.integers(1000, 700000))}" if o.model.stamp_class == "asteroid" else SS_NAME_NONE,
             "ssdistnr": float(rng.uniform(0.1, 2.0)) if o.model.stamp_class == "asteroid" else SS_NONE,
             "candid": np.full(n, -1, dtype=np.int64),
+            "neighbour_shape": _neighbour_shape(o, rng),
+            "morphology": _morphology(o, rng),
         }
         o.cache["ztf"] = meta
         first = o.first_detection_mjd()
@@ -149,10 +151,11 @@ def assign_candids(objects: list[SimObject], offset: int) -> None:
 
 def _sgscore(o: SimObject, rng: np.random.Generator) -> float:
     """PS1 star/galaxy score of the nearest source: ~1 for stars, ~0 for galaxies (Tachibana &
-    Miller 2018); AGN hosts are intermediate; asteroids have an unrelated neighbour."""
-    if o.model.host == "star":
+    Miller 2018); AGN hosts are intermediate; objects without a counterpart have an unrelated
+    neighbour."""
+    if o.counterpart == "star":
         return float(rng.uniform(0.9, 1.0))
-    if o.model.host == "galaxy":
+    if o.counterpart == "galaxy":
         return float(rng.uniform(0.0, 0.5 if o.model.stamp_class == "AGN" else 0.2))
     return float(rng.random())
 
@@ -161,19 +164,69 @@ def _neighbour_distance(o: SimObject, rng: np.random.Generator) -> float:
     """Distance [arcsec] from the source to the nearest catalogued source (itself, its host, or a
     random field source for objects without a counterpart)."""
     scale = o.survey.pixel_scale_arcsec
-    if o.model.host == "galaxy":
+    if o.counterpart == "galaxy":
         return float(np.hypot(*o.host_offset_pix) * scale + rng.uniform(0.0, 0.3))
-    if o.model.host == "star":
+    if o.counterpart == "star":
         return float(rng.uniform(0.0, 0.4))
     return float(rng.uniform(3.0, 30.0))
 
 
 def _neighbour_mag(o: SimObject, rng: np.random.Generator) -> float:
-    if o.model.host == "galaxy":
+    if o.counterpart == "galaxy":
         return float(o.host_mag)
-    if o.model.host == "star":
-        return float(o.reference_mag[0])
+    if o.counterpart == "star":
+        return float(o.reference_mag[0]) if np.isfinite(o.reference_mag[0]) else float(rng.uniform(12.0, 16.0))
     return float(rng.uniform(17.0, 21.5))
+
+
+def _neighbour_shape(o: SimObject, rng: np.random.Generator) -> tuple[float, float]:
+    """DAOPhot (chi, sharp) of the nearest reference-image source (Stetson 1987): a star fits the
+    PSF (chi ~ 1, sharp ~ 0), a galaxy is broader than the PSF (chi of several, sharp > 0); the
+    random neighbour of a source without a counterpart is either."""
+    kind = o.counterpart if o.counterpart != "none" else ("star" if rng.random() < 0.5 else "galaxy")
+    if kind == "star":
+        return float(rng.uniform(0.5, 1.5)), float(rng.uniform(-0.05, 0.05))
+    return float(rng.uniform(1.5, 8.0)), float(rng.uniform(0.1, 0.8))
+
+
+# SExtractor shape of the difference-image source per artefact kind, relative to a point source:
+# (FWHM factor range or None for an absolute width in pixels, elongation range, CLASS_STAR range).
+# Cosmic rays and hot pixels are narrower than any PSF (1 pixel), bad columns and edges elongated,
+# dipoles and saturated residuals broader (Duev et al. 2019, Fig. 2).
+POINT_SHAPE = ((0.9, 1.15), (1.0, 1.3), (0.7, 1.0))
+ARTIFACT_SHAPE = {
+    "dipole": ((1.0, 1.6), (1.3, 2.5), (0.2, 0.9)),
+    "cosmic_ray": (None, (1.0, 3.0), (0.3, 1.0)),
+    "hot_pixel": (None, (1.0, 1.5), (0.3, 1.0)),
+    "bad_column": ((0.8, 1.5), (2.0, 6.0), (0.0, 0.6)),
+    "saturated_star": ((1.5, 3.0), (1.0, 1.5), (0.0, 0.8)),
+    "edge": ((1.0, 2.0), (1.5, 4.0), (0.0, 0.7)),
+    "nan_region": ((1.0, 2.0), (1.0, 2.0), (0.0, 0.8)),
+}
+# FWHM [pix] that SExtractor reports for a one-pixel feature.
+SHARP_FWHM_PIX = (0.6, 1.2)
+# Centre box in which ZTF counts bad pixels (nbad: "number of bad pixels in a 5x5 pixel stamp").
+NBAD_BOX = 5
+
+
+def _morphology(o: SimObject, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per-epoch fwhm [pix], elong and classtar of the difference-image source, agreeing with the
+    stamps: PSF-like for real sources, per-kind shapes for artefacts (:data:`ARTIFACT_SHAPE`)."""
+    n = len(o.epochs)
+    seeing_pix = o.epochs.seeing / o.survey.pixel_scale_arcsec
+    fwhm_range, elong_range, star_range = ARTIFACT_SHAPE[o.artifact] if o.artifact else POINT_SHAPE
+    fwhm = rng.uniform(*SHARP_FWHM_PIX, n) if fwhm_range is None else seeing_pix * rng.uniform(*fwhm_range, n)
+    return {"fwhm": fwhm, "elong": rng.uniform(*elong_range, n), "classtar": rng.uniform(*star_range, n)}
+
+
+def _nbad(o: SimObject, j: int) -> int:
+    """Masked (NaN) pixels of the difference stamp in the central 5x5 box; only artefacts mask."""
+    if o.artifact is None:
+        return 0
+    diff = o.stamps(j).difference
+    c = diff.shape[0] // 2
+    h = NBAD_BOX // 2
+    return int(np.isnan(diff[c - h : c + h + 1, c - h : c + h + 1]).sum())
 
 
 def _epoch_common(o: SimObject, j: int) -> dict:
@@ -212,7 +265,10 @@ def _detection(o: SimObject, j: int) -> dict:
     flux, err = float(o.phot.flux[j]), float(o.phot.flux_err[j])
     mag = NJY_ZEROPOINT - 2.5 * np.log10(abs(flux))
     sig = MAG_PER_RELATIVE_FLUX * err / abs(flux)
-    fwhm_pix = float(o.epochs.seeing[j] / o.survey.pixel_scale_arcsec)
+    shape = meta["morphology"]
+    fwhm_pix = float(shape["fwhm"][j])
+    elong = float(shape["elong"][j])
+    chinr, sharpnr = meta["neighbour_shape"]
     scale = o.survey.pixel_scale_arcsec
     dist = meta["neighbour_arcsec"]
     rec.update(
@@ -231,19 +287,19 @@ def _detection(o: SimObject, j: int) -> dict:
         distnr=dist / scale,
         magnr=meta["neighbour_mag"],
         sigmagnr=0.02,
-        chinr=1.0,
-        sharpnr=0.0,
+        chinr=chinr,
+        sharpnr=sharpnr,
         magdiff=0.02,
         fwhm=fwhm_pix,
-        classtar=0.98 if o.model.host != "galaxy" else 0.3,
+        classtar=float(shape["classtar"][j]),
         mindtoedge=float(min(meta["xpos"], meta["ypos"])),
         magfromlim=float(o.epochs.depth[j] - mag),
         seeratio=1.0,
-        aimage=fwhm_pix / 2.355,
-        bimage=fwhm_pix / 2.355,
-        elong=1.0,
+        aimage=fwhm_pix * np.sqrt(elong) / 2.355,
+        bimage=fwhm_pix / np.sqrt(elong) / 2.355,
+        elong=elong,
         nneg=0,
-        nbad=0,
+        nbad=_nbad(o, j),
         rb=float(o.reliability[j]),
         ssdistnr=meta["ssdistnr"],
         ssmagnr=float(mag) if meta["ssnamenr"] != SS_NAME_NONE else SS_NONE,
