@@ -49,6 +49,8 @@ QUADRANT_PIXELS = (3072, 3080)
 FIELD_RANGE = (245, 880)
 # ZTF reference images (Masci et al. 2019): built from 15-40 frames in 2018.
 REFERENCE_JD_RANGE = (2458150.0, 2458450.0)
+# ndethist counts "spatially coincident detections (3-sigma)" (ZTF alert schema), not only alerts.
+RAW_DETECTION_SIGMA = 3.0
 SS_NONE = -999.0  # ssdistnr/ssmagnr when no known solar-system object is near
 SS_NAME_NONE = "null"
 MJD_TO_JD = 2400000.5
@@ -398,7 +400,9 @@ def build_record(o: SimObject, i: int) -> dict:
         raise ValueError(f"epoch {i} of object {o.cache.get('objectId')} is not a detection: no alert")
     meta = o.cache["ztf"]
     past = history(o, i)
-    all_det = np.flatnonzero(o.detected[: i + 1])
+    # ndethist/jdstarthist count ZTF's raw (3-sigma) detections at the position, not only alerts.
+    raw = np.abs(o.phot.flux[: i + 1]) >= RAW_DETECTION_SIGMA * o.phot.flux_err[: i + 1]
+    all_det = np.flatnonzero(raw | o.detected[: i + 1])
     candidate = dict(_detection(o, i))
     candidate.update(
         ndethist=int(all_det.size),
