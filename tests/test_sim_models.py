@@ -137,7 +137,7 @@ def test_five_sigma_rule_and_errors():
 def test_lsst_depths_and_bands():
     assert survey.LSST.depth == {"u": 23.9, "g": 25.0, "r": 24.7, "i": 24.0, "z": 23.3, "y": 22.1}
     rng = np.random.default_rng(10)
-    nights = survey.night_conditions(survey.LSST, rng, 60000, 365)
+    nights = survey.night_conditions(survey.LSST, rng, 60000, 3 * 365)  # u is rare: ~3 visits a season
     ep = survey.schedule(survey.LSST, rng, nights)
     assert set(ep.band) == set("ugrizy")
     assert (ep.band == "u").sum() < (ep.band == "r").sum()

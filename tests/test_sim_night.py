@@ -245,7 +245,7 @@ def test_config_from_dict_and_errors():
     with pytest.raises(ValueError, match="corrupt_fraction"):
         SimConfig(corrupt_fraction=1.5)
     with pytest.raises(ValueError, match="unknown classes"):
-        SimConfig(class_mix={"SLSN": 1.0})
+        SimConfig(class_mix={"Kilonova": 1.0})
 
 
 def test_throughput_is_reported(capsys):

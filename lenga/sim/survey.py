@@ -65,6 +65,7 @@ class SurveyModel:
     pixel_scale_arcsec: float
     electron_zeropoint: dict[str, float]
     history_days: float  # how far back an alert's history reaches
+    season_days: float  # yearly observing season of a field: the Sun hides it the rest of the year
     dec_range: tuple[float, float]  # footprint in declination [deg]
     registration_sigma_pix: float  # astrometric misregistration of science vs template [pix]
 
@@ -79,7 +80,8 @@ class SurveyModel:
 # visit 30-60 min later on part of the nights, a little i; 20.5 +- 0.4 mag median 30-s depth in
 # r; 2" median seeing at 1.01"/px; ~35% of Palomar nights lost to weather. ZTF's 30-s zero point is
 # ~26.3 mag per DN at a gain of 6.2 e-/DN, i.e. ~28.3 mag per electron. Alerts carry 30 days of
-# history (Patterson et al. 2019). Palomar local midnight is ~08:00 UTC.
+# history (Patterson et al. 2019). Palomar local midnight is ~08:00 UTC. A field stays observable at
+# airmass < 2 for ~8 months a year (~240-day seasons in ZTF light curves; Bellm et al. 2019).
 ZTF = SurveyModel(
     name="ztf",
     bands=("g", "r", "i"),
@@ -97,6 +99,7 @@ ZTF = SurveyModel(
     pixel_scale_arcsec=1.01,
     electron_zeropoint={"g": 28.4, "r": 28.3, "i": 27.9},
     history_days=30.0,
+    season_days=240.0,
     dec_range=(-30.0, 90.0),
     registration_sigma_pix=0.15,
 )
@@ -105,7 +108,9 @@ ZTF = SurveyModel(
 # r 24.7, i 24.0, z 23.3, y 22.1; visits split u 6%, g 9%, r 22%, i 22%, z 20%, y 21%, a field
 # revisited every ~3-4 nights with a pair 33 min apart; 0.7" seeing at 0.2"/px; ~20% of
 # Cerro Pachón nights lost. Zero points (one electron per 30-s visit) from the LSST throughputs.
-# Alerts carry 12 months of diaSource history. Cerro Pachón local midnight is ~04:00 UTC.
+# Alerts carry 12 months of diaSource history. Cerro Pachón local midnight is ~04:00 UTC. A WFD field
+# is observed during a ~6.5-month season per year (Ivezić et al. 2019; LSST Science
+# Collaboration 2017, Observing Strategy White Paper ch. 2).
 LSST = SurveyModel(
     name="lsst",
     bands=("u", "g", "r", "i", "z", "y"),
@@ -123,11 +128,14 @@ LSST = SurveyModel(
     pixel_scale_arcsec=0.2,
     electron_zeropoint={"u": 30.2, "g": 32.0, "r": 31.8, "i": 31.5, "z": 31.1, "y": 30.3},
     history_days=365.0,
+    season_days=200.0,
     dec_range=(-90.0, 10.0),
     registration_sigma_pix=0.1,
 )
 
 SURVEYS: dict[str, SurveyModel] = {s.name: s for s in (ZTF, LSST)}
+# Length of the year that brings a field's observing season back [d] (Julian year).
+YEAR_DAYS = 365.25
 
 
 @dataclass(frozen=True)
@@ -166,13 +174,18 @@ class Epochs:
 def schedule(survey: SurveyModel, rng: np.random.Generator, nights: NightConditions) -> Epochs:
     """Epochs at which one object's field is observed during ``nights``.
 
-    Per clear night and band, a visit with ``band_visit_probability``, at a random time in the dark
-    hours, sometimes followed by a revisit; each epoch gets its own depth and seeing.
+    Per clear night of the field's observing season and band, a visit with
+    ``band_visit_probability``, at a random time in the dark hours, sometimes followed by a revisit;
+    each epoch gets its own depth and seeing. The season (``season_days`` a year) is placed so that
+    the last night is in it, at a uniform position: an object that sends alerts now is observable
+    now, while its history may reach back into last year's gap.
     """
     bands = np.array(list(survey.band_visit_probability))
     p = np.array(list(survey.band_visit_probability.values()))
     n_nights = nights.night_mjd.size
-    visited = (rng.random((n_nights, bands.size)) < p) & nights.clear[:, None]
+    season_start = nights.night_mjd[-1] - rng.uniform(0.0, survey.season_days)
+    in_season = (nights.night_mjd - season_start) % YEAR_DAYS < survey.season_days
+    visited = (rng.random((n_nights, bands.size)) < p) & (nights.clear & in_season)[:, None]
     night_idx, band_idx = np.nonzero(visited)
     centre = nights.night_mjd[night_idx] + survey.night_centre_utc
     t = centre + rng.uniform(-survey.night_half_length_days, survey.night_half_length_days, night_idx.size)
