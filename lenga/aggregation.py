@@ -4,9 +4,12 @@
     non_detections┼─ union ─ groupBy(survey, objectId)
     alerts (context columns only)      └─ transformWithStateInPandas(LightCurveProcessor)
                                             RocksDB state: the curve and the latest alert's context
-                            └─ foreachBatch(ObjectsWriter)
+                            └─ foreachBatch(ObjectsWriter)       curves persisted once per batch
                                  ├─ mapInArrow(statistics_batches)           lenga.aggregate
-                                 └─ MERGE into objects (keys survey, objectId; partition hpx)
+                                 ├─ MERGE into objects (keys survey, objectId; partition hpx)
+                                 └─ object steps, in order (ObjectStep):
+                                      features  → MERGE into features      lenga.features.step
+                                      (light-curve classifier, ... registered by the caller)
 
 A second streaming query chained to the ingest query through Delta (medallion style): ingest keeps
 its speed, each stage scales and restarts on its own, and the aggregation sees every detection once
@@ -49,13 +52,25 @@ would not be stable: a late, older detection would change it.)
 
 **Idempotency.** Every MERGE carries the app transaction (aggregation query id, batch id): a batch
 replayed after a crash between the MERGE and Spark's checkpoint commit finds its id and is skipped.
+
+**Object steps.** After the ``objects`` MERGE, :class:`ObjectsWriter` runs a list of
+:class:`ObjectStep` s in order, each with an :class:`ObjectBatchContext`: the batch's ``curves``
+(persisted once, so no step re-runs the stateful operator) and a ``tables`` dict holding this
+batch's ``objects`` rows, to which every step adds its own output (``features``, then the
+light-curve classifier reads ``tables["features"]``). :func:`object_steps` lists the default steps
+(features); a caller registers more by passing the full list, e.g.
+``start_aggregation(spark, config, lake, steps=[*object_steps(config, lake), build_object_step(config,
+lake)])`` (``run_aggregation`` takes the same ``steps``). Each step tags its own Delta commits with
+the batch's (app id, batch id), so replays stay idempotent step by step.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -238,19 +253,61 @@ def target_pixels(hpx: list[int]) -> list[int]:
 
 
 @dataclass
+class ObjectBatchContext:
+    """What an object step sees of an aggregation micro-batch after the ``objects`` MERGE.
+
+    ``curves`` holds one row per touched object (``udfs.aggregate.CURVES_SCHEMA``: its full
+    de-duplicated curve as arrays and its latest alert context), persisted for the whole batch.
+    ``tables`` holds this batch's ``objects`` rows under ``"objects"``; a step adds its output
+    DataFrame under its table name for the steps after it. ``app_id`` and ``batch_id`` must tag
+    every Delta commit of a step so that a replayed batch writes nothing twice.
+    """
+
+    spark: SparkSession
+    lake: Lake
+    app_id: str
+    batch_id: int
+    curves: DataFrame
+    tables: dict[str, DataFrame]
+    config: Config
+
+
+class ObjectStep(Protocol):
+    """A per-object stage run after the ``objects`` MERGE (features, light-curve classifier...).
+
+    Returns the write results of the tables it wrote, keyed by table name.
+    """
+
+    name: str
+
+    def __call__(self, batch: ObjectBatchContext) -> dict[str, WriteResult]: ...
+
+
+def object_steps(config: Config, lake: Lake) -> list[ObjectStep]:
+    """The default object steps, in order: the light-curve features (``lenga.features.step``)."""
+    from lenga.features.step import build_step as build_features
+
+    return [step for step in (build_features(config, lake),) if step is not None]
+
+
+@dataclass
 class ObjectsBatchReport:
     batch_id: int
     objects: int
     seconds: float
     merge: WriteResult
+    tables: dict[str, WriteResult] = field(default_factory=dict)
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class ObjectsWriter:
-    """The ``foreachBatch`` function: curves of the touched objects → statistics → MERGE."""
+    """The ``foreachBatch`` function: curves of the touched objects → statistics → MERGE → steps."""
 
-    def __init__(self, lake: Lake, checkpoint: str):
+    def __init__(self, lake: Lake, checkpoint: str, config: Config, steps: Sequence[ObjectStep] = ()):
         self.lake = lake
         self.checkpoint = checkpoint
+        self.config = config
+        self.steps = list(steps)
         self.reports: list[ObjectsBatchReport] = []
         self._app_id: str | None = None
         self._schema_bytes = pa.schema([f for f in OBJECTS if f.name != "last_batch_id"]).serialize().to_pybytes()
@@ -262,21 +319,39 @@ class ObjectsWriter:
             self._app_id = query_app_id(self.checkpoint)
         started = time.perf_counter()
         stats_schema = from_arrow_schema(pa.ipc.read_schema(pa.py_buffer(self._schema_bytes)))
+        if self.steps:  # read again by the steps: evaluate the stateful operator once
+            curves = curves.persist(StorageLevel.MEMORY_AND_DISK)
         rows = (curves.mapInArrow(statistics_batches(self._schema_bytes), stats_schema)
                 .withColumn("last_batch_id", F.lit(batch_id).cast("long"))
                 .persist(StorageLevel.MEMORY_AND_DISK))
+        tables = {OBJECTS_SPEC.name: rows}
         try:
             summary = rows.agg(F.count("*").alias("n"), F.collect_set("hpx").alias("hpx")).first()
             result = self.lake.merge(OBJECTS_SPEC, rows, self._app_id, batch_id,
                                      target_partitions={"hpx": target_pixels(list(summary["hpx"]))})
+            report = ObjectsBatchReport(batch_id, int(summary["n"]), 0.0, result)
+            context = ObjectBatchContext(curves.sparkSession, self.lake, self._app_id, batch_id, curves, tables,
+                                         self.config)
+            for step in self.steps:
+                step_started = time.perf_counter()
+                report.tables.update(step(context))
+                report.step_seconds[step.name] = time.perf_counter() - step_started
         finally:
-            rows.unpersist()
-        self.reports.append(ObjectsBatchReport(batch_id, int(summary["n"]), time.perf_counter() - started, result))
+            for table in tables.values():
+                table.unpersist()
+            curves.unpersist()
+        report.seconds = time.perf_counter() - started
+        self.reports.append(report)
 
 
 def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
-                      settings: AggregationSettings | None = None) -> tuple[StreamingQuery, ObjectsWriter]:
-    """Start the aggregation query (its checkpoint: ``settings.checkpoint_for(config)``)."""
+                      settings: AggregationSettings | None = None,
+                      steps: Sequence[ObjectStep] | None = None) -> tuple[StreamingQuery, ObjectsWriter]:
+    """Start the aggregation query (its checkpoint: ``settings.checkpoint_for(config)``).
+
+    ``steps`` run after the ``objects`` MERGE, in order; default :func:`object_steps`, ``[]`` for
+    the ``objects`` table alone.
+    """
     from udfs.aggregate import CURVES_SCHEMA, LightCurveProcessor
 
     settings = settings or AggregationSettings.from_config(config)
@@ -291,7 +366,7 @@ def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
     ttl_ms = int(settings.state_ttl_days * MS_PER_DAY) if settings.state_ttl_days else None
     curves = points.groupBy(*OBJECT_KEY).transformWithStateInPandas(
         LightCurveProcessor(ttl_ms), CURVES_SCHEMA, "Update", "ProcessingTime")
-    writer = ObjectsWriter(lake, checkpoint)
+    writer = ObjectsWriter(lake, checkpoint, config, object_steps(config, lake) if steps is None else steps)
     builder = (curves.writeStream.queryName(settings.query_name).foreachBatch(writer)
                .option("checkpointLocation", checkpoint))
     if (settings.trigger or config.stream.trigger) == "available_now":
@@ -328,15 +403,16 @@ class AggregationSummary:
 
 
 def run_aggregation(config: Config, spark: SparkSession | None = None,
-                    settings: AggregationSettings | None = None) -> AggregationSummary:
+                    settings: AggregationSettings | None = None,
+                    steps: Sequence[ObjectStep] | None = None) -> AggregationSummary:
     """Run the aggregation query to completion (availableNow) or until stopped; for the demo and
-    jobs/aggregate.py, after (or beside) the ingest query."""
+    jobs/aggregate.py, after (or beside) the ingest query. ``steps`` as in :func:`start_aggregation`."""
     from lenga.io.session import await_query, build_session
 
     spark = spark or build_session("lenga-aggregate", config.spark)
     lake = open_lake(spark, config.lake.root, config.lake.backend)
     started = time.perf_counter()
-    query, writer = start_aggregation(spark, config, lake, settings)
+    query, writer = start_aggregation(spark, config, lake, settings, steps)
     await_query(query)
     return AggregationSummary(str(lake.root), time.perf_counter() - started, writer.reports,
                               lake.count(OBJECTS_SPEC.name))

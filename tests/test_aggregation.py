@@ -21,10 +21,12 @@ from lenga.aggregate import (
     merge_curves,
     object_statistics,
 )
-from lenga.aggregation import OBJECTS, OBJECTS_SPEC, run_aggregation, target_pixels
+from lenga.aggregation import OBJECTS, OBJECTS_SPEC, object_steps, run_aggregation, target_pixels
 from lenga.config import load_config
+from lenga.features import FEATURE_SCHEMA, extract_features, load_feature_config
 from lenga.io.lake import open_lake
 from lenga.runner import run_stream
+from lenga.schema import UPPER_LIMIT
 from lenga.sim.night import SimConfig, simulate, write_directory
 from udfs.aggregate import CURVES_SCHEMA
 
@@ -77,12 +79,25 @@ def expected_objects(root: Path) -> pd.DataFrame:
     return stats.sort_values(["survey", "objectId"]).reset_index(drop=True)[[f.name for f in OBJECTS][:-1]]
 
 
-def assert_same(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+def features(root: Path) -> pd.DataFrame:
+    frame = read(root, "features").drop(columns=["last_batch_id"])
+    return frame.sort_values(["survey", "objectId"]).reset_index(drop=True)
+
+
+def expected_features(root: Path) -> pd.DataFrame:
+    """The features computed directly (pure functions) from the ingest tables."""
+    non = read(root, "non_detections")
+    context = latest_context(read(root, "alerts")).astype({c: "float64" for c in CONTEXT_COLUMNS})
+    out = extract_features(read(root, "detections"), non[non["kind"] == UPPER_LIMIT], load_feature_config(), context)
+    return out.sort_values(["survey", "objectId"]).reset_index(drop=True)
+
+
+def assert_same(actual: pd.DataFrame, expected: pd.DataFrame, rtol: float = 1e-12) -> None:
     assert len(actual) == len(expected)
     for column in expected.columns:
         a, e = actual[column].to_numpy(), expected[column].to_numpy()
         if np.issubdtype(np.asarray(e).dtype, np.floating):
-            np.testing.assert_allclose(a.astype(float), e.astype(float), rtol=1e-12, equal_nan=True,
+            np.testing.assert_allclose(a.astype(float), e.astype(float), rtol=rtol, equal_nan=True,
                                        err_msg=column)
         else:
             assert list(a) == list(e), column
@@ -121,6 +136,21 @@ def test_objects_match_the_ingest_tables_and_the_truth(in_order):
     assert table.loc[ztf, "sgscore1"].notna().all() and table.loc[~ztf, "extendedness"].notna().all()
 
 
+def test_features_match_the_ingest_tables(in_order):
+    root, _, summaries = in_order
+    table, expected = features(root), expected_features(root)
+    assert len(expected) >= 3 and set(expected["survey"]) == {"ztf", "lsst"}  # enough history to test
+    assert_same(table[FEATURE_SCHEMA.names], expected, rtol=1e-9)
+    # the curve summary and the partition agree with the objects table
+    located = table.merge(objects(root), on=["survey", "objectId"], suffixes=("", "_objects"))
+    assert len(located) == len(table)
+    for column in ("lastmjd", "ndet", "hpx"):
+        assert (located[column] == located[f"{column}_objects"]).all(), column
+    assert table["night"].between(20250101, 20300101).all()
+    written = sum(b.tables["features"].rows for b in summaries[0].batches)
+    assert written >= len(table) and all("features" in b.step_seconds for b in summaries[0].batches)
+
+
 def test_out_of_order_and_split_across_restarts_give_the_same_objects(spark, tmp_path, in_order):
     root, alerts, _ = in_order
     shuffled = alerts[:]
@@ -129,6 +159,7 @@ def test_out_of_order_and_split_across_restarts_give_the_same_objects(spark, tmp
     summaries = ingest_and_aggregate(spark, tmp_path, [shuffled[:half], shuffled[half:]])
     assert summaries[1].batches, "the second run aggregated the second half"
     assert_same(objects(tmp_path), objects(root))
+    assert_same(features(tmp_path).drop(columns=["night"]), features(root).drop(columns=["night"]), rtol=1e-9)
     # Nothing new: a third aggregation run touches nothing.
     again = run_aggregation(config_for(tmp_path, tmp_path / "incoming"), spark=spark)
     assert again.objects_updated == 0 and again.objects_in_lake == summaries[1].objects_in_lake
@@ -145,33 +176,43 @@ def test_state_lost_then_rebuilt_from_the_lake_by_the_job(spark, tmp_path, in_or
     aggregate_job.main(["--lake", str(tmp_path / "lake"), "--checkpoint", str(tmp_path / "new-checkpoint")])
     assert "objects in" in capsys.readouterr().out
     assert_same(objects(tmp_path), objects(root))
+    assert_same(features(tmp_path), features(root), rtol=1e-9)
 
 
-def test_a_replayed_batch_leaves_objects_unchanged(spark, in_order):
+def test_a_replayed_batch_leaves_objects_and_features_unchanged(spark, in_order):
     from lenga.aggregation import ObjectsWriter
 
     root, _, summaries = in_order
     config = config_for(root, root / "incoming")
     lake = open_lake(spark, config.lake.root, config.lake.backend)
-    writer = ObjectsWriter(lake, str(root / "checkpoints" / "aggregate"))
-    before = read(root, "objects")
-    victim = before.iloc[0]
-    other_curve = {"survey": victim["survey"], "objectId": victim["objectId"], "kind": [DETECTION],
-                   "candid": [1], "mjd": [70000.0], "band": ["g"], "magpsf": [25.0], "sigmapsf": [0.1],
-                   "psfFlux": [1.0], "psfFluxErr": [0.1], "isdiffpos": [True], "diffmaglim": [26.0],
-                   "ra": [float(victim["meanra"])], "dec": [float(victim["meandec"])]}
+    writer = ObjectsWriter(lake, str(root / "checkpoints" / "aggregate"), config, object_steps(config, lake))
+    before, features_before = read(root, "objects"), read(root, "features")
+    victim = features_before.iloc[0]
+    position = before.set_index(["survey", "objectId"]).loc[(victim["survey"], victim["objectId"])]
+    n = 8  # a new curve of the victim, long enough for features
+    other_curve = {"survey": victim["survey"], "objectId": victim["objectId"], "kind": [DETECTION] * n,
+                   "candid": list(range(1, n + 1)), "mjd": [70000.0 + 3 * k for k in range(n)], "band": ["g"] * n,
+                   "magpsf": [20.0 + 0.1 * k for k in range(n)], "sigmapsf": [0.1] * n,
+                   "psfFlux": [1.0] * n, "psfFluxErr": [0.1] * n, "isdiffpos": [True] * n, "diffmaglim": [26.0] * n,
+                   "ra": [float(position["meanra"])] * n, "dec": [float(position["meandec"])] * n}
     curves = spark.createDataFrame([tuple(other_curve.get(f.name) for f in CURVES_SCHEMA)], CURVES_SCHEMA)
     last = summaries[-1].batches[-1].batch_id
 
     writer(curves, last)  # replay of the last committed batch id: skipped
-    assert writer.reports[-1].merge.skipped
-    pd.testing.assert_frame_equal(read(root, "objects").sort_values("objectId").reset_index(drop=True),
-                                  before.sort_values("objectId").reset_index(drop=True))
+    assert writer.reports[-1].merge.skipped and writer.reports[-1].tables["features"].skipped
+    for table, frame in (("objects", before), ("features", features_before)):
+        pd.testing.assert_frame_equal(read(root, table).sort_values("objectId").reset_index(drop=True),
+                                      frame.sort_values("objectId").reset_index(drop=True))
 
-    writer(curves, last + 1)  # a new batch id is applied (so the check above can fail)
+    writer(curves, last + 1)  # a new batch id is applied (so the checks above can fail)
     after = read(root, "objects").set_index(["survey", "objectId"])
-    assert after.loc[(victim["survey"], victim["objectId"]), "lastmjd"] == 70000.0
+    assert after.loc[(victim["survey"], victim["objectId"]), "lastmjd"] == 70000.0 + 3 * (n - 1)
     assert len(after) == len(before) and after.index.is_unique
+    features_after = read(root, "features").set_index(["survey", "objectId", "feature_version"])
+    row = features_after.loc[(victim["survey"], victim["objectId"], victim["feature_version"])]
+    assert (row["ndet"], row["n_det_g"], row["last_batch_id"]) == (n, n, last + 1)
+    assert row["lastmjd"] == 70000.0 + 3 * (n - 1) and row["mean_g"] == pytest.approx(20.35)
+    assert len(features_after) == len(features_before) and features_after.index.is_unique
 
 
 def test_merge_targets_touched_pixels_and_neighbours():

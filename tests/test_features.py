@@ -153,8 +153,8 @@ def rich_object(rng) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         limits.append(pd.DataFrame({"survey": "ztf", "objectId": "rich", "kind": "upper_limit", "band": band,
                                     "mjd": np.r_[t[0] - [9.0, 5.0, 2.0], t[-1] + [3.0, 6.0]],
                                     "diffmaglim": [20.1, 20.5, 19.8, 20.0, 20.3]}))
-    context = pd.DataFrame({"objectId": ["rich"], "sgscore1": [0.2], "distpsnr1": [1.5], "sgscore2": [0.9],
-                            "distpsnr2": [7.0]})
+    context = pd.DataFrame({"objectId": ["rich"], "sgscore1": [0.2], "distpsnr1": [1.5], "srmag1": [16.9],
+                            "extendedness": [0.1]})
     return pd.concat(parts, ignore_index=True), pd.concat(limits, ignore_index=True), context
 
 
@@ -167,7 +167,7 @@ def test_finite_inputs_give_finite_features_where_defined():
                 *CONFIG.context_columns]
     bad = [c for c in defined if not np.isfinite(row[c])]
     assert bad == []
-    assert row["sgscore1"] == 0.2 and row["distpsnr2"] == 7.0
+    assert row["sgscore1"] == 0.2 and row["srmag1"] == 16.9 and row["extendedness"] == 0.1
     assert row["n_non_det_before_g"] == 3 and row["n_non_det_after_g"] == 2
     assert row["last_diffmaglim_before_g"] == 19.8 and row["max_diffmaglim_before_g"] == 20.5
     g = det[det.band == "g"]
@@ -276,12 +276,15 @@ def test_supernova_fit_retries_only_transient_like_curves():
     np.testing.assert_array_equal(fit[1:], first_only[1:])
 
 
-def test_udf_wrappers_take_context_from_detection_rows():
-    from udfs.features import cogrouped_features_fn, features_fn, spark_schema
+def test_family_columns_name_what_each_family_computes():
+    from lenga.features import FAMILIES, family_columns
+    from lenga.features.extract import prepare
 
-    det, nd, context = rich_object(np.random.default_rng(16))
-    with_context = det.assign(sgscore1=0.2, distpsnr1=1.5)
-    out = cogrouped_features_fn(CONFIG)(with_context, nd)
-    assert out.iloc[0]["sgscore1"] == 0.2 and np.isnan(out.iloc[0]["sgscore2"])
-    assert np.isnan(features_fn(CONFIG)(det).iloc[0]["n_non_det_before_g"])
-    assert spark_schema(CONFIG).fieldNames() == FEATURE_SCHEMA.names
+    det, nd = ztf_like_batch(np.random.default_rng(17), 4, max_points=30)
+    prepared = prepare(det, nd, CONFIG)
+    columns = family_columns(CONFIG)
+    assert list(columns) == list(FAMILIES)
+    for name, family in FAMILIES.items():
+        assert sorted(family(prepared)) == sorted(columns[name]), name
+    per_family = [c for names in columns.values() for c in names]
+    assert len(per_family) == len(set(per_family)) and set(per_family) <= set(FEATURE_SCHEMA.names)

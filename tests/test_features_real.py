@@ -52,3 +52,24 @@ def test_real_alert_histories(shared_data):
                     assert np.isfinite(row[f"{name}_{band}"]), (row.objectId, name, band)
         assert np.isfinite(row["period"]) and row["period"] >= config.period_min_days * 0.99
     assert list(out.columns) == FEATURE_SCHEMA.names
+
+
+def test_report_over_every_alert_file(shared_data):
+    from lenga.features.report import light_curves, read_alerts, report
+
+    config = FeatureConfig()
+    result = report(shared_data, config)
+    # every object with min_points_per_band detections in a configured band has features ...
+    points, _ = light_curves(read_alerts(shared_data)[0])
+    det = points[(points["kind"] == "detection")]
+    det = det[[band in config.bands[survey] for survey, band in zip(det["survey"], det["band"], strict=True)]]
+    per_band = det.groupby(["survey", "objectId", "band"]).size()
+    enough = per_band[per_band >= config.min_points_per_band].reset_index()
+    expected = enough.drop_duplicates(["survey", "objectId"])["survey"].value_counts().to_dict()
+    assert result["objects_with_features_by_survey"] == expected and expected["ztf"] >= 20
+    # ... and no NaN where its inputs are there, except the structure function of a curve whose
+    # pairs never vary above their noise (documented in lenga.features.stochastic)
+    for family, info in result["families"].items():
+        assert info["defined_cells"] > 0, family
+        assert all(c.startswith("sf_") for c in info["nan_in_defined_by_column"]), (family, info)
+    assert result["quarantined"] < result["messages"] / 10

@@ -1,51 +1,81 @@
-"""Spark wrappers of :mod:`lenga.features` for ``applyInPandas`` (the only pyspark import of features).
+"""Spark wrapper of :mod:`lenga.features` over the aggregation's curve rows (the only pyspark side of features).
 
-Usage (the lead's stream, one group = many objects' de-duplicated light curves)::
-
-    fn = features_fn(config)
-    detections.groupBy("bucket").applyInPandas(fn, spark_schema(config))
-    detections.groupBy("bucket").cogroup(non_detections.groupBy("bucket")).applyInPandas(
-        cogrouped_features_fn(config), spark_schema(config))
-
-Context columns (``config.context_columns``) are taken from the detections rows when present.
+The aggregation query emits one row per touched object holding its whole de-duplicated light curve
+as arrays (``udfs.aggregate.CURVES_SCHEMA``). :func:`curve_features_batches` is the ``mapInArrow``
+function of the features step: each Arrow batch (thousands of objects) is flattened to points once
+and handed to :func:`lenga.features.extract_features` in one call, so the feature families run
+vectorised over all its curves; no per-object Python.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 
+import numpy as np
 import pandas as pd
-from pyspark.sql.pandas.types import from_arrow_schema
-from pyspark.sql.types import StructType
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from lenga.features import FeatureConfig, extract_features, feature_schema
+from lenga.aggregate import DETECTION, OBJECT_KEY
+from lenga.decode import SURVEYS
+from lenga.features import FeatureConfig, extract_features
+from lenga.night import night_from_mjd
+from lenga.schema import UPPER_LIMIT
 
-
-def spark_schema(config: FeatureConfig) -> StructType:
-    """Spark schema of the features frame."""
-    return from_arrow_schema(feature_schema(config))
-
-
-def _context(detections: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame | None:
-    present = [c for c in config.context_columns if c in detections.columns]
-    if not present:
-        return None
-    return detections[["survey", "objectId", *present]].drop_duplicates(["survey", "objectId"], keep="last")
+#: Curve columns the features read (photometry of detections, limits of upper limits).
+POINT_COLUMNS = ["kind", "mjd", "band", "magpsf", "sigmapsf", "psfFlux", "psfFluxErr", "isdiffpos", "diffmaglim"]
+#: Per-object columns added beside the features: when the curve ends and how many detections it has.
+SUMMARY_COLUMNS = ["night", "lastmjd", "ndet"]
 
 
-def features_fn(config: FeatureConfig) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """``applyInPandas`` function: detections of a group -> one feature row per object."""
-
-    def apply(detections: pd.DataFrame) -> pd.DataFrame:
-        return extract_features(detections, None, config, _context(detections, config))
-
-    return apply
+def _points(curves: pa.Table) -> pa.Table:
+    """The curve rows exploded to one row per point (object key repeated), ``POINT_COLUMNS`` only."""
+    parent = pc.list_parent_indices(curves["mjd"])
+    return pa.table({**{k: pc.take(curves[k], parent) for k in OBJECT_KEY},
+                     **{c: pc.list_flatten(curves[c]) for c in POINT_COLUMNS}})
 
 
-def cogrouped_features_fn(config: FeatureConfig) -> Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]:
-    """Cogrouped ``applyInPandas`` function: (detections, non_detections) -> feature rows."""
+def _summary(detections: pd.DataFrame) -> pd.DataFrame:
+    """Per object: MJD and night (at the survey's site) of the last detection, number of detections."""
+    summary = detections.groupby(OBJECT_KEY, sort=False).agg(lastmjd=("mjd", "max"), ndet=("mjd", "size"))
+    summary = summary.reset_index()
+    longitude = summary["survey"].map({name: module.SITE_LONGITUDE_DEG for name, module in SURVEYS.items()})
+    if longitude.isna().any():
+        raise ValueError(f"curves of unknown surveys {sorted(set(summary['survey'][longitude.isna()]))}")
+    summary["night"] = night_from_mjd(summary["lastmjd"].to_numpy(), longitude.to_numpy(dtype=float))
+    return summary
 
-    def apply(detections: pd.DataFrame, non_detections: pd.DataFrame) -> pd.DataFrame:
-        return extract_features(detections, non_detections, config, _context(detections, config))
 
-    return apply
+def curve_features(curves: pa.Table, config: FeatureConfig) -> pd.DataFrame:
+    """Feature rows of the objects of ``curves`` (``CURVES_SCHEMA`` rows) with enough detections.
+
+    Detections feed every family; upper limits the non-detection family (forced photometry is
+    neither: it is a measurement without a detection and without a limit). Context columns come
+    from the curve rows (the object's latest alert). Adds :data:`SUMMARY_COLUMNS`.
+    """
+    points = _points(curves)
+    kind = points["kind"]
+    detections = points.filter(pc.equal(kind, DETECTION)).drop_columns(["kind", "diffmaglim"]).to_pandas()
+    limits = points.filter(pc.equal(kind, UPPER_LIMIT)).select([*OBJECT_KEY, "mjd", "band", "diffmaglim"]).to_pandas()
+    context = curves.select([*OBJECT_KEY, *config.context_columns]).to_pandas()
+    features = extract_features(detections, limits, config, context)
+    if features.empty:
+        return features.assign(**{c: pd.Series(dtype=float) for c in SUMMARY_COLUMNS})
+    return features.merge(_summary(detections), on=OBJECT_KEY, how="left", validate="one_to_one")
+
+
+def curve_features_batches(config: FeatureConfig, schema_bytes: bytes):
+    """A ``mapInArrow`` function: curve rows → feature rows of the Arrow schema in ``schema_bytes``
+    (:func:`lenga.features.step.udf_schema`)."""
+
+    def compute(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            frame = curve_features(pa.Table.from_batches([batch]), config)
+            if len(frame):
+                frame["night"] = frame["night"].astype(np.int32)
+                yield from pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False).to_batches()
+
+    return compute

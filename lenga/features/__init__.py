@@ -4,11 +4,12 @@
 per object; ``FEATURE_SCHEMA`` declares its columns for Spark with the default configuration.
 """
 
-from lenga.features.config import FeatureConfig
+from lenga.features.config import FeatureConfig, load_feature_config
 from lenga.features.extract import (
     FAMILIES,
     FEATURE_VERSION,
     extract_features,
+    family_columns,
     feature_descriptions,
     feature_schema,
     profile,
@@ -20,4 +21,4 @@ FEATURE_SCHEMA = feature_schema(FeatureConfig())
 FEATURE_DESCRIPTIONS = feature_descriptions(FeatureConfig())
 
 __all__ = ["FAMILIES", "FEATURE_DESCRIPTIONS", "FEATURE_SCHEMA", "FEATURE_VERSION", "FeatureConfig",
-           "extract_features", "feature_descriptions", "feature_schema", "profile"]
+           "extract_features", "family_columns", "feature_descriptions", "feature_schema", "load_feature_config", "profile"]

@@ -10,7 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+#: The feature settings file in lenga's configuration directory.
+FEATURES_FILE = "features.yaml"
 
 #: Band order used for output columns; the survey schemas name their bands this way.
 CANONICAL_BANDS = ("u", "g", "r", "i", "z", "y")
@@ -28,7 +34,8 @@ def _default_colour_pairs() -> list[list[str]]:
 
 
 def _default_context_columns() -> list[str]:
-    return ["sgscore1", "distpsnr1", "sgscore2", "distpsnr2"]
+    # what the aggregation keeps of each object's latest alert (lenga.aggregate.CONTEXT_COLUMNS)
+    return ["sgscore1", "distpsnr1", "srmag1", "extendedness"]
 
 
 @dataclass(frozen=True)
@@ -142,3 +149,20 @@ def _check_int(value: Any, name: str, minimum: int) -> None:
 def _check_positive(value: Any, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def load_feature_config(overrides: dict[str, Any] | None = None, path: str | Path | None = None) -> FeatureConfig:
+    """``conf/features.yaml`` (or ``path``) with ``overrides`` merged over it, validated.
+
+    The stream passes the ``features`` section of the lenga configuration as ``overrides`` (so
+    ``--set features.min_points_per_band=4`` works like any other setting).
+    """
+    from lenga.config import CONF_DIR, ConfigError, deep_merge
+
+    path = Path(path) if path is not None else CONF_DIR / FEATURES_FILE
+    with open(path) as handle:
+        values = yaml.safe_load(handle) or {}
+    try:
+        return FeatureConfig.from_dict(deep_merge(values, overrides or {}))
+    except ValueError as error:
+        raise ConfigError(f"feature configuration ({path} + config.features): {error}") from error

@@ -71,6 +71,19 @@ def _band_families(config: FeatureConfig) -> list[tuple[list[str], list[str]]]:
     ]
 
 
+def family_columns(config: FeatureConfig) -> dict[str, list[str]]:
+    """Output columns of each entry of :data:`FAMILIES`, in that order (for reports and profiles)."""
+    bands = config.output_bands
+    return {
+        "variability": _band_columns(variability.names(), bands),
+        "stochastic": _band_columns(stochastic.NAMES, bands),
+        "period": _band_columns(period.band_names(config.n_harmonics), bands) + list(period.MULTIBAND_NAMES),
+        "transient": _band_columns(transient.names(), bands),
+        "colour": colour.names(config.colour_pairs),
+        "nondetections": _band_columns(nondetections.NAMES, bands),
+    }
+
+
 def feature_descriptions(config: FeatureConfig) -> dict[str, str]:
     """Every output column -> what it means, in output order."""
     bands = config.output_bands

@@ -1,0 +1,123 @@
+"""The aggregation's features step: light-curve features of every touched object → ``features`` (MERGE).
+
+Runs after the ``objects`` MERGE of each aggregation micro-batch (``lenga.aggregation.ObjectStep``):
+
+1. the batch's curves (one row per touched object, its whole de-duplicated light curve) with at
+   least ``min_points_per_band`` points are passed to one ``mapInArrow``
+   (``udfs.features.curve_features_batches``), which calls :func:`lenga.features.extract_features`
+   on thousands of curves at a time; objects without ``min_points_per_band`` detections in some
+   band get no row;
+2. each row gets the object's ``hpx`` from this batch's ``objects`` rows and the batch id;
+3. the rows are upserted (MERGE on survey, objectId, feature_version) in one Delta transaction
+   tagged (app_id, batch_id): a replayed batch finds its id and writes nothing; and they are put
+   in ``tables["features"]`` for the steps after this one (the light-curve classifier).
+
+**Layout: one row per (survey, objectId, feature_version), partitioned by ``hpx``** (the objects
+table's nested HEALPix order-2 pixel of the mean position), with ``night`` (of the last detection)
+as a column. A features row is rewritten every time its object is detected again; partitioned by
+the night of the last detection, the row would move from its previous night, which can be any
+earlier night (an object silent for a year), so the MERGE would have to read every night to find
+it. The sky pixel is stable (it changes only when the mean position crosses a border, and the
+MERGE reads the neighbours for that), so each MERGE reads and rewrites only the files of the sky
+regions the batch touched, however large the table grows. "Features of last night's objects" is a
+filter on ``night`` (file statistics skip most files) or a join with that night's ``alerts``.
+
+**Versions.** Rows of an older ``FEATURE_VERSION`` stay (their key differs) until deleted; a
+reader selects ``feature_version``. The columns depend on ``conf/features.yaml`` (bands, harmonics,
+colours, context): changing them means a new version and a new table.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+from pyspark import StorageLevel
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from lenga.aggregate import CONTEXT_COLUMNS, OBJECT_KEY
+from lenga.config import Config, ConfigError
+from lenga.features.config import FeatureConfig, load_feature_config
+from lenga.features.extract import feature_schema
+from lenga.io.lake import PARTITION_COLUMN, Lake, TableSpec, WriteResult
+
+if TYPE_CHECKING:
+    from lenga.aggregation import ObjectBatchContext
+
+TABLE = "features"
+KEYS = ("survey", "objectId", "feature_version")
+#: Partition column (see the module docstring), filled from the batch's ``objects`` rows.
+HPX = "hpx"
+
+
+def _field(name: str, kind: pa.DataType, description: str) -> pa.Field:
+    return pa.field(name, kind, metadata={b"description": description.encode()})
+
+
+def udf_schema(config: FeatureConfig) -> pa.Schema:
+    """What the ``mapInArrow`` returns: the feature columns plus the curve summary."""
+    features = feature_schema(config)
+    keys = [features.field(k) for k in KEYS]
+    return pa.schema([
+        *keys,
+        _field(PARTITION_COLUMN, pa.int32(), "observing night (yyyymmdd, lenga.night) of the last detection"),
+        _field("lastmjd", pa.float64(), "MJD of the last detection"),
+        _field("ndet", pa.int64(), "detections of the object, all bands (as in objects.ndet)"),
+        *[f for f in features if f.name not in KEYS],
+    ])
+
+
+def features_spec(config: FeatureConfig) -> TableSpec:
+    """The ``features`` table for ``config``: the UDF's columns plus ``hpx`` and ``last_batch_id``."""
+    columns = udf_schema(config)
+    index = columns.get_field_index("ndet") + 1
+    columns = columns.insert(index, _field(HPX, pa.int64(), "nested HEALPix order-2 pixel of the mean position "
+                                                            "(as in objects.hpx); partition column"))
+    columns = columns.insert(index + 1, _field("last_batch_id", pa.int64(),
+                                               "aggregation micro-batch that last updated the row"))
+    return TableSpec(TABLE, columns, keys=KEYS, partition_by=(HPX,))
+
+
+class FeaturesStep:
+    """``ObjectStep`` computing and upserting the features of each aggregation micro-batch."""
+
+    name = TABLE
+
+    def __init__(self, config: FeatureConfig):
+        missing = sorted(set(config.context_columns) - set(CONTEXT_COLUMNS))
+        if missing:
+            raise ConfigError(f"config.features.context_columns: {missing} are not kept by the aggregation; "
+                              f"choose among {CONTEXT_COLUMNS}")
+        self.config = config
+        self.spec = features_spec(config)
+        schema = udf_schema(config)
+        self._udf_schema_bytes = schema.serialize().to_pybytes()
+        self._udf_spark_schema = from_arrow_schema(schema)
+
+    def __call__(self, batch: ObjectBatchContext) -> dict[str, WriteResult]:
+        from lenga.aggregation import target_pixels
+        from udfs.features import curve_features_batches
+
+        spec = self.spec
+        curves = batch.curves.where(F.size("mjd") >= self.config.min_points_per_band)  # cheap pre-filter
+        features = curves.mapInArrow(curve_features_batches(self.config, self._udf_schema_bytes),
+                                     self._udf_spark_schema)
+        located = batch.tables["objects"].select(*OBJECT_KEY, HPX)
+        rows = (features.join(located, on=OBJECT_KEY)
+                .withColumn("last_batch_id", F.lit(batch.batch_id).cast("long"))
+                .select(*spec.schema.names))
+        if batch.lake.replayed(spec, batch.app_id, batch.batch_id):
+            batch.tables[spec.name] = rows
+            return {spec.name: WriteResult(spec.name, skipped=True)}
+        rows = rows.persist(StorageLevel.MEMORY_AND_DISK)  # the MERGE and the later steps read it
+        batch.tables[spec.name] = rows
+        pixels = rows.agg(F.collect_set(HPX)).first()[0]
+        result = batch.lake.merge(spec, rows, batch.app_id, batch.batch_id,
+                                  target_partitions={HPX: target_pixels(list(pixels))})
+        return {spec.name: result}
+
+
+def build_step(config: Config, lake: Lake) -> FeaturesStep:
+    """The features step configured by ``conf/features.yaml`` and the ``features`` config section."""
+    return FeaturesStep(load_feature_config(config.section("features")))
