@@ -94,6 +94,10 @@ with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
             if path.is_file() and "__pycache__" not in path.parts:
                 archive.write(path, path.relative_to(root))
 PY
+  # Python data sources are planned (offsets, partitions, commits) in Python workers of the driver's
+  # JVM; those load neither the executors' --py-files includes nor the driver process's PYTHONPATH,
+  # only the JVM's environment: give them the same zip there.
+  export PYTHONPATH="$dist/lenga.zip${PYTHONPATH:+:$PYTHONPATH}"
   local connectors=()
   if [[ -n "$PACKAGES" ]]; then
     connectors=(--packages "$PACKAGES"
