@@ -1,0 +1,562 @@
+"""The distribution query: new alerts → enriched alert → user filters → one Kafka topic per filter.
+
+    alerts (Delta stream of appends; lenga_delta, or delta-spark's source)   cutouts not read
+      └─ foreachBatch(DistributionWriter)
+           ├─ filters file re-read if changed (lenga.filters.reload), pinned per batch id
+           ├─ enrich: + objects row, features, xmatch, stamp and light-curve classes (lake reads
+           │          restricted to the batch's objects / candids; a missing table gives nulls)
+           ├─ per filter: where(predicate) [+ watchlist cone match] → payload (thin | lightcurve | full)
+           │          → Avro (Confluent wire format with a registry, else object container)
+           └─ one Kafka write of every filter's messages (lenga.io.kafka_sink), flushed before
+              the batch commits
+
+A third streaming query chained to ingest through Delta like the aggregation query: publishing
+never slows ingest down, and it restarts on its own checkpoint.
+
+**The enriched alert** (``ENRICHED_SCHEMA``, what a filter's ``where`` sees) is the alert's columns
+(``lenga.schema.ALERTS`` without the cutouts) plus:
+
+- ``objects``: a struct, the object's row of the ``objects`` table (``objects.ndet``,
+  ``objects.firstmjd``, ``objects.magmean_g`` ...);
+- ``features``: a map feature name → value of the object's latest ``features`` row (highest
+  ``feature_version``, then latest ``last_batch_id``), NaN as null: ``features['Amplitude_g'] > 0.5``;
+- ``xmatch``: an array of the object's matches (``catalog, catalog_version, source_id, sep_arcsec,
+  properties, labels``): ``exists(xmatch, m -> m.catalog = 'gaia_dr3' AND m.sep_arcsec < 1)``;
+  ``known_sso`` / ``probable_star``: the flags of ``xmatch_objects``;
+- ``stamp_probabilities`` (map class → probability of *this* candid, latest classifier version),
+  ``stamp_class`` / ``stamp_probability`` (ranking 1), ``stamp_classifier_version``;
+- ``lc_probabilities`` (map, top and leaf classes of the object's latest light-curve
+  classification: highest classifier version, then latest lastmjd, ndet, batch), ``lc_class`` /
+  ``lc_probability`` (top level, ranking 1), ``lc_subclass`` / ``lc_subclass_probability`` (leaf),
+  ``lc_classifier_version``, ``lc_lastmjd`` (the last detection the classification saw);
+- ``first_detection_mjd`` (earliest of ``objects.firstmjd``, ZTF ``jdstarthist`` and the alert's
+  ``mjd``) and ``days_since_first_detection``;
+- ``watchlist_target`` / ``watchlist_sep_arcsec``: set for a watchlist filter's matches, else null.
+
+A table that does not exist yet contributes nulls (an empty map/array for ``xmatch``), so a filter
+on it matches nothing instead of failing.
+
+**Consistency.** Each table is read as committed when the batch runs:
+
+- ``stamp_classifications`` is written by the ingest query in the same micro-batch as the alert
+  (after the alerts table), so in a concurrent deployment a batch may see an alert before its stamp
+  classes; in a chained (availableNow) run it always sees them;
+- ``objects``, ``features`` and ``lc_classifications`` come from the aggregation query, which runs
+  on its own clock: the light-curve class and statistics of an alert may lag by one aggregation
+  batch (they describe the curve up to ``lc_lastmjd`` / ``objects.lastmjd``, which can be earlier
+  than the alert). Filters that need the up-to-date class should test ``lc_lastmjd >= mjd``;
+- the ``lightcurve`` payload holds the object's detections and non-detections with ``mjd`` up to the
+  alert's, as stored in the lake; the detections of the alert's own ingest batch are committed
+  right after the alerts table, so a concurrent deployment may miss the newest points, never
+  points from after the alert.
+
+**Delivery: at-least-once, replay-stable.** The Kafka write returns only when every message is
+acknowledged, then Spark commits the batch. A crash in between replays the batch: the filters file
+version used is pinned per batch id (``<checkpoint>/filters/<batch>.yaml``) so the replay applies the
+same filters, and the messages it sends again are duplicates with the same (key = objectId, candid)
+(a header), which consumers drop. Only lake tables written by the other queries in the meantime can
+change what a replay selects (e.g. an lc class that arrived in between).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import reduce
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pyarrow as pa
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    MapType,
+    NumericType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from lenga.aggregate import OBJECT_KEY
+from lenga.aggregation import OBJECTS, table_stream
+from lenga.config import Config
+from lenga.filters.config import FilterError, FilterSet, FilterSettings, FilterSpec, parse_filters
+from lenga.filters.payloads import (
+    MESSAGE_SCHEMA,
+    encode_batch,
+    field_names,
+    published_schema,
+    schema_version_tag,
+)
+from lenga.filters.predicate import CompiledFilter, compile_predicate
+from lenga.filters.registry import RegistryError, register_schema
+from lenga.filters.reload import FilterReloader
+from lenga.filters.watchlist import cone_match
+from lenga.io.delta_source import table_arrow_schema
+from lenga.io.kafka import create_topics
+from lenga.io.kafka_sink import KafkaSinkDataSource, write_messages
+from lenga.io.lake import Lake, TableSpec, open_lake
+from lenga.pipeline import TABLE_SPECS
+from lenga.schema import ALERTS
+
+ALERT_KEY = ["survey", "candid"]
+CUTOUT_COLUMNS = [name for name in ALERTS.names if name.startswith("cutout")]
+#: What the distribution query reads of the alerts table: everything but the cutouts.
+ALERT_COLUMNS = [name for name in ALERTS.names if name not in CUTOUT_COLUMNS]
+JD_MINUS_MJD = 2400000.5
+# Tables written by other stages, read when present (schemas in session2 / their modules).
+FEATURES, STAMP, LC = "features", "stamp_classifications", "lc_classifications"
+XMATCH, XMATCH_OBJECTS = "xmatch", "xmatch_objects"
+# Columns of the features table that identify a row rather than describe the curve.
+FEATURE_BOOKKEEPING = {"survey", "objectId", "feature_version", "night", "last_batch_id"}
+# Pinned filters files kept in the checkpoint (Spark keeps 100 batches of its own logs by default).
+PINNED_BATCHES_KEPT = 100
+DETECTION_FIELDS = ["mjd", "candid", "band", "ra", "dec", "magpsf", "sigmapsf", "psfFlux", "psfFluxErr", "isdiffpos"]
+NON_DETECTION_FIELDS = ["mjd", "kind", "band", "diffmaglim", "psfFlux", "psfFluxErr"]
+
+_PROBABILITIES = MapType(StringType(), DoubleType())
+_XMATCH_ROW = StructType([
+    StructField("catalog", StringType()), StructField("catalog_version", StringType()),
+    StructField("source_id", StringType()), StructField("sep_arcsec", DoubleType()),
+    StructField("properties", MapType(StringType(), DoubleType())),
+    StructField("labels", MapType(StringType(), StringType())),
+])
+_OBJECT_VALUES = [name for name in OBJECTS.names if name not in OBJECT_KEY]
+
+#: The enriched alert: the columns a filter's predicate may use (see the module docstring).
+ENRICHED_SCHEMA = StructType([
+    *from_arrow_schema(pa.schema([ALERTS.field(n) for n in ALERT_COLUMNS])).fields,
+    StructField("objects", from_arrow_schema(pa.schema([OBJECTS.field(n) for n in _OBJECT_VALUES]))),
+    StructField("features", _PROBABILITIES),
+    StructField("xmatch", ArrayType(_XMATCH_ROW)),
+    StructField("known_sso", BooleanType()),
+    StructField("probable_star", BooleanType()),
+    StructField("stamp_probabilities", _PROBABILITIES),
+    StructField("stamp_class", StringType()),
+    StructField("stamp_probability", DoubleType()),
+    StructField("stamp_classifier_version", StringType()),
+    StructField("lc_probabilities", _PROBABILITIES),
+    StructField("lc_class", StringType()),
+    StructField("lc_probability", DoubleType()),
+    StructField("lc_subclass", StringType()),
+    StructField("lc_subclass_probability", DoubleType()),
+    StructField("lc_classifier_version", StringType()),
+    StructField("lc_lastmjd", DoubleType()),
+    StructField("first_detection_mjd", DoubleType()),
+    StructField("days_since_first_detection", DoubleType()),
+    StructField("watchlist_target", StringType()),
+    StructField("watchlist_sep_arcsec", DoubleType()),
+])
+
+
+# --- reading the lake ------------------------------------------------------------------------------
+
+def read_table(lake: Lake, name: str, nights: list[int] | None = None) -> DataFrame | None:
+    """A lake table written by another stage, with the schema it has now; None if it does not exist."""
+    if not lake.exists(name):
+        return None
+    return lake.read(TableSpec(name, table_arrow_schema(lake.path(name))), nights)
+
+
+def version_order(column: str) -> Column:
+    """A version string as an array of its integers ('1.10.0' → [1, 10, 0]), so that versions
+    compare numerically (as strings '1.10' < '1.9')."""
+    return F.transform(F.split(F.col(column), r"[^0-9]+"), lambda part: part.try_cast("int"))
+
+
+def _latest(frame: DataFrame, keys: list[str], order: list[Column]) -> DataFrame:
+    """The rows of ``frame`` whose ``order`` is the greatest within their ``keys`` (all of them on a tie)."""
+    rank = F.struct(*order)
+    return (frame.withColumn("_rank", rank).withColumn("_best", F.max("_rank").over(Window.partitionBy(*keys)))
+            .where(F.col("_rank") == F.col("_best")).drop("_rank", "_best"))
+
+
+def _class_map() -> Column:
+    return F.map_from_entries(F.collect_list(F.struct("class_name", F.col("probability").cast("double"))))
+
+
+def object_part(lake: Lake, keys: DataFrame) -> DataFrame | None:
+    frame = read_table(lake, "objects")
+    if frame is None:
+        return None
+    return frame.join(keys, OBJECT_KEY, "left_semi").select(*OBJECT_KEY, F.struct(*_OBJECT_VALUES).alias("objects"))
+
+
+def features_part(lake: Lake, keys: DataFrame) -> DataFrame | None:
+    frame = read_table(lake, FEATURES)
+    if frame is None:
+        return None
+    names = [f.name for f in frame.schema.fields
+             if isinstance(f.dataType, NumericType) and f.name not in FEATURE_BOOKKEEPING]
+    latest = _latest(frame.join(keys, OBJECT_KEY, "left_semi"), OBJECT_KEY,
+                     [version_order("feature_version"), F.col("last_batch_id")])
+    # NaN is greater than every number in Spark SQL: `features['x'] > 1` must not match a NaN.
+    values = [F.nanvl(F.col(n).cast("double"), F.lit(None).cast("double")) for n in names]
+    return latest.select(*OBJECT_KEY, F.map_from_arrays(F.array(*[F.lit(n) for n in names]),
+                                                        F.array(*values)).alias("features"))
+
+
+def xmatch_parts(lake: Lake, keys: DataFrame) -> list[DataFrame]:
+    parts = []
+    matches = read_table(lake, XMATCH)
+    if matches is not None:
+        parts.append(matches.join(keys, OBJECT_KEY, "left_semi").groupBy(*OBJECT_KEY).agg(
+            F.collect_list(F.struct(*_XMATCH_ROW.names)).alias("xmatch")))
+    registry = read_table(lake, XMATCH_OBJECTS)
+    if registry is not None:
+        parts.append(registry.join(keys, OBJECT_KEY, "left_semi").groupBy(*OBJECT_KEY).agg(
+            F.bool_or("known_sso").alias("known_sso"), F.bool_or("probable_star").alias("probable_star")))
+    return parts
+
+
+def stamp_part(lake: Lake, alerts: DataFrame, nights: list[int]) -> DataFrame | None:
+    frame = read_table(lake, STAMP, nights)
+    if frame is None:
+        return None
+    rows = _latest(frame.join(alerts.select(*ALERT_KEY), ALERT_KEY, "left_semi"), ALERT_KEY,
+                   [version_order("classifier_version")])
+    return rows.groupBy(*ALERT_KEY).agg(
+        _class_map().alias("stamp_probabilities"),
+        F.min_by("class_name", "ranking").alias("stamp_class"),
+        F.min_by("probability", "ranking").cast("double").alias("stamp_probability"),
+        F.first("classifier_version").alias("stamp_classifier_version"))
+
+
+def lc_part(lake: Lake, keys: DataFrame) -> DataFrame | None:
+    frame = read_table(lake, LC)
+    if frame is None:
+        return None
+    rows = _latest(frame.join(keys, OBJECT_KEY, "left_semi"), OBJECT_KEY,
+                   [version_order("classifier_version"), F.col("lastmjd"), F.col("ndet"), F.col("batch_id")])
+
+    def top(level: str, column: str) -> Column:
+        return F.min_by(F.when(F.col("level") == level, F.col(column)),
+                        F.when(F.col("level") == level, F.col("ranking")))
+
+    return rows.groupBy(*OBJECT_KEY).agg(
+        _class_map().alias("lc_probabilities"),
+        top("top", "class_name").alias("lc_class"),
+        top("top", "probability").cast("double").alias("lc_probability"),
+        top("leaf", "class_name").alias("lc_subclass"),
+        top("leaf", "probability").cast("double").alias("lc_subclass_probability"),
+        F.first("classifier_version").alias("lc_classifier_version"),
+        F.max("lastmjd").cast("double").alias("lc_lastmjd"))
+
+
+def enrich(lake: Lake, alerts: DataFrame) -> DataFrame:
+    """The enriched alerts (``ENRICHED_SCHEMA``) of a batch of alerts (``ALERT_COLUMNS``)."""
+    keys = F.broadcast(alerts.select(*OBJECT_KEY).distinct())
+    nights = sorted(r[0] for r in alerts.select("night").distinct().collect())
+    enriched = alerts
+    for part in (object_part(lake, keys), features_part(lake, keys), *xmatch_parts(lake, keys), lc_part(lake, keys)):
+        if part is not None:
+            enriched = enriched.join(part, OBJECT_KEY, "left")
+    stamps = stamp_part(lake, alerts, nights)
+    if stamps is not None:
+        enriched = enriched.join(stamps, ALERT_KEY, "left")
+    present = set(enriched.columns)
+    first_history = F.when(F.col("jdstarthist") > 0, F.col("jdstarthist") - JD_MINUS_MJD)
+    derived = {
+        "xmatch": F.coalesce(F.col("xmatch"), F.array()) if "xmatch" in present else F.array(),
+        "first_detection_mjd": F.least(F.col("objects.firstmjd") if "objects" in present else F.lit(None),
+                                       first_history, F.col("mjd")),
+    }
+    enriched = enriched.withColumns(derived).withColumn(
+        "days_since_first_detection", F.col("mjd") - F.col("first_detection_mjd"))
+    return enriched.select(*[
+        (F.col(f.name) if f.name in enriched.columns else F.lit(None)).cast(f.dataType).alias(f.name)
+        for f in ENRICHED_SCHEMA.fields])
+
+
+def object_curves(lake: Lake, objects: DataFrame) -> DataFrame:
+    """Per object of ``objects`` (survey, objectId): its detections and non-detections in the lake,
+    as time-ordered arrays of structs (the payload's Detection / NonDetection records)."""
+    keys = F.broadcast(objects)
+    detections = (lake.read(TABLE_SPECS["detections"]).join(keys, OBJECT_KEY, "left_semi")
+                  .groupBy(*OBJECT_KEY).agg(F.array_sort(F.collect_list(F.struct(*DETECTION_FIELDS)))
+                                            .alias("curve_detections")))
+    non_detections = (lake.read(TABLE_SPECS["non_detections"]).join(keys, OBJECT_KEY, "left_semi")
+                      .groupBy(*OBJECT_KEY).agg(F.array_sort(F.collect_list(F.struct(*NON_DETECTION_FIELDS)))
+                                                .alias("curve_non_detections")))
+    return detections.join(non_detections, OBJECT_KEY, "full")
+
+
+# --- filters -------------------------------------------------------------------------------------
+
+def watchlist_match(spec: FilterSpec):
+    """A pandas UDF (ra, dec) → struct(target, sep) cone-matching against the filter's watchlist."""
+    targets = spec.watchlist
+
+    @F.pandas_udf("struct<target: string, sep: double>")
+    def match(ra: pd.Series, dec: pd.Series) -> pd.DataFrame:
+        names, separations = cone_match(ra.to_numpy(), dec.to_numpy(), targets)
+        return pd.DataFrame({"target": names, "sep": separations})
+
+    return match
+
+
+def select_alerts(enriched: DataFrame, compiled: CompiledFilter) -> DataFrame:
+    """The enriched alerts a filter selects (a watchlist filter also needs a cone match)."""
+    frame, condition = enriched, compiled.condition
+    if compiled.spec.watchlist:
+        matched = watchlist_match(compiled.spec)("ra", "dec")
+        frame = frame.withColumns({
+            "watchlist_target": matched["target"],
+            "watchlist_sep_arcsec": F.nanvl(matched["sep"], F.lit(None).cast("double"))})
+        condition = F.col("watchlist_target").isNotNull() & condition
+    # A null predicate (a column of a missing table) does not select, as in SQL.
+    return frame.where(F.coalesce(condition, F.lit(False)))
+
+
+def payload_rows(selected: DataFrame, spec: FilterSpec, curves: DataFrame | None,
+                 cutouts: DataFrame | None) -> DataFrame:
+    """The selected alerts as rows of the filter's payload record (columns ``field_names``)."""
+    frame = selected
+    computed = {"schema_version": F.lit(schema_version_tag(spec.payload)), "filter": F.lit(spec.name),
+                "ndet": F.col("objects.ndet")}
+    if spec.payload in ("lightcurve", "full"):
+        frame = frame.join(curves, OBJECT_KEY, "left")
+        computed["detections"] = F.filter(F.coalesce("curve_detections", F.array()), lambda d: d["mjd"] <= F.col("mjd"))
+        computed["non_detections"] = F.filter(F.coalesce("curve_non_detections", F.array()),
+                                              lambda d: d["mjd"] <= F.col("mjd"))
+    if spec.payload == "full":
+        frame = frame.join(cutouts, ALERT_KEY, "left")
+    return frame.select(*[computed.get(name, F.col(name)).alias(name) for name in field_names(spec.payload)])
+
+
+def _encoder(payload: str, topic: str, name: str, schema_id: int | None):
+    def encode(batches):
+        for batch in batches:
+            if batch.num_rows:
+                yield encode_batch(batch, payload, topic, name, schema_id)
+    return encode
+
+
+@dataclass(frozen=True)
+class ActiveFilters:
+    """Filters in force: compiled predicates and, with a registry, each topic's schema id."""
+
+    filters: tuple[CompiledFilter, ...]
+    schema_ids: dict[str, int] = field(default_factory=dict)
+
+
+def activate(spark: SparkSession, filters: FilterSet, bootstrap_servers: str,
+             registry_url: str | None) -> ActiveFilters:
+    """Compile every predicate, create the topics, register the schemas; FilterError if any fails."""
+    compiled = tuple(compile_predicate(spark, spec, ENRICHED_SCHEMA) for spec in filters.filters)
+    ids = {}
+    if registry_url:
+        try:
+            ids = {spec.topic: register_schema(registry_url, spec.topic, published_schema(spec.payload))
+                   for spec in filters.filters}
+        except RegistryError as exc:
+            raise FilterError(f"schema registry: {exc}") from exc
+    if filters.filters:
+        try:
+            create_topics(bootstrap_servers, [spec.topic for spec in filters.filters])
+        except RuntimeError as exc:
+            raise FilterError(str(exc)) from exc
+    return ActiveFilters(compiled, ids)
+
+
+def build_messages(lake: Lake, enriched: DataFrame, active: ActiveFilters) -> DataFrame | None:
+    """Every filter's messages (topic, key, value, headers) for one batch of enriched alerts."""
+    if not active.filters:
+        return None
+    selections = [(c.spec, select_alerts(enriched, c)) for c in active.filters]
+    with_curves = [s for spec, s in selections if spec.payload in ("lightcurve", "full")]
+    curves = cutouts = None
+    if with_curves:
+        objects = reduce(DataFrame.unionByName, [s.select(*OBJECT_KEY) for s in with_curves]).distinct()
+        curves = object_curves(lake, objects)
+    full = [s for spec, s in selections if spec.payload == "full"]
+    if full:
+        wanted = reduce(DataFrame.unionByName, [s.select(*ALERT_KEY, "night") for s in full]).distinct()
+        nights = sorted(r[0] for r in wanted.select("night").distinct().collect())
+        cutouts = (lake.read(TABLE_SPECS["alerts"], nights or None).select(*ALERT_KEY, *CUTOUT_COLUMNS)
+                   .join(F.broadcast(wanted.select(*ALERT_KEY)), ALERT_KEY, "left_semi"))
+    parts = [payload_rows(selected, spec, curves, cutouts)
+             .mapInArrow(_encoder(spec.payload, spec.topic, spec.name, active.schema_ids.get(spec.topic)),
+                         from_arrow_schema(MESSAGE_SCHEMA))
+             for spec, selected in selections]
+    return reduce(DataFrame.unionByName, parts)
+
+
+# --- the streaming query -----------------------------------------------------------------------------
+
+@dataclass
+class DistributionBatchReport:
+    batch_id: int
+    alerts: int
+    published: dict[str, int]
+    filters_digest: str
+    replayed: bool
+    seconds: float
+
+
+class DistributionWriter:
+    """The ``foreachBatch`` function of the distribution query."""
+
+    def __init__(self, lake: Lake, settings: FilterSettings, bootstrap_servers: str, checkpoint: str):
+        self.lake = lake
+        self.settings = settings
+        self.bootstrap_servers = bootstrap_servers
+        self.pins = Path(checkpoint) / "filters"
+        self.reports: list[DistributionBatchReport] = []
+        self.reloader: FilterReloader[ActiveFilters] = FilterReloader(settings.filters_file(), self._activate)
+        # Registered before the query starts: each query's batches run in a clone of this session.
+        lake.spark.dataSource.register(KafkaSinkDataSource)
+
+    def _activate(self, filters: FilterSet) -> ActiveFilters:
+        return activate(self.lake.spark, filters, self.bootstrap_servers, self.settings.schema_registry_url)
+
+    def filters_for(self, batch_id: int) -> tuple[FilterSet, ActiveFilters, bool]:
+        """The filters of a batch: those pinned for it if it ran before (a replay), else the current
+        ones (reloaded if the file changed), then pinned. Returns (filters, active, replayed)."""
+        pinned = self.pins / f"{batch_id}.yaml"
+        if pinned.exists():
+            filters = parse_filters(pinned.read_text(), str(pinned))
+            current, active = self.reloader.current()
+            if filters.digest != current.digest:
+                active = self._activate(filters)
+            return filters, active, True
+        filters, active = self.reloader.current()
+        self.pins.mkdir(parents=True, exist_ok=True)
+        partial = pinned.with_suffix(".tmp")
+        partial.write_text(filters.text)
+        partial.replace(pinned)
+        for old in self.pins.glob("*.yaml"):
+            if old.stem.isdigit() and int(old.stem) < batch_id - PINNED_BATCHES_KEPT:
+                old.unlink()
+        return filters, active, False
+
+    def __call__(self, alerts: DataFrame, batch_id: int) -> None:
+        self.reports.append(self.process(alerts, batch_id))
+
+    def process(self, alerts: DataFrame, batch_id: int) -> DistributionBatchReport:
+        started = time.perf_counter()
+        filters, active, replayed = self.filters_for(batch_id)
+        alerts = alerts.persist(StorageLevel.MEMORY_AND_DISK)
+        enriched = messages = None
+        try:
+            count = alerts.count()
+            published: dict[str, int] = {}
+            if count and active.filters:
+                enriched = enrich(self.lake, alerts).persist(StorageLevel.MEMORY_AND_DISK)
+                messages = build_messages(self.lake, enriched, active).persist(StorageLevel.MEMORY_AND_DISK)
+                published = {r["topic"]: r["n"] for r in messages.groupBy("topic").agg(F.count("*").alias("n")).collect()}
+                if published:
+                    write_messages(messages, self.bootstrap_servers, self.settings.producer_options)
+        finally:
+            for frame in (messages, enriched, alerts):
+                if frame is not None:
+                    frame.unpersist()
+        by_filter = {c.spec.name: published.get(c.spec.topic, 0) for c in active.filters}
+        return DistributionBatchReport(batch_id, count, by_filter, filters.digest, replayed,
+                                       time.perf_counter() - started)
+
+
+def start_distribution(spark: SparkSession, config: Config, lake: Lake,
+                       settings: FilterSettings | None = None) -> tuple[StreamingQuery, DistributionWriter]:
+    """Start the distribution query (checkpoint ``settings.checkpoint_for(config)``). The filters
+    file is loaded (and must be valid) before the query starts."""
+    settings = settings or FilterSettings.from_config(config)
+    checkpoint = settings.checkpoint_for(config)
+    Path(checkpoint).mkdir(parents=True, exist_ok=True)
+    writer = DistributionWriter(lake, settings, settings.bootstrap_for(config), checkpoint)
+    writer.reloader.current()
+    alerts = table_stream(spark, lake, TABLE_SPECS["alerts"], settings, columns=ALERT_COLUMNS)
+    builder = (alerts.writeStream.queryName(settings.query_name).foreachBatch(writer)
+               .option("checkpointLocation", checkpoint))
+    if (settings.trigger or config.stream.trigger) == "available_now":
+        builder = builder.trigger(availableNow=True)
+    else:
+        builder = builder.trigger(processingTime=config.stream.processing_time)
+    return builder.start(), writer
+
+
+@dataclass
+class DistributionSummary:
+    wall_s: float
+    batches: list[DistributionBatchReport]
+
+    @property
+    def alerts(self) -> int:
+        return sum(b.alerts for b in self.batches)
+
+    def published(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for batch in self.batches:
+            for name, n in batch.published.items():
+                totals[name] = totals.get(name, 0) + n
+        return totals
+
+
+def run_distribution(config: Config, spark: SparkSession | None = None,
+                     settings: FilterSettings | None = None) -> DistributionSummary:
+    """Run the distribution query to completion (availableNow) or until stopped."""
+    from lenga.io.session import await_query, build_session
+
+    spark = spark or build_session("lenga-distribute", config.spark)
+    lake = open_lake(spark, config.lake.root, config.lake.backend)
+    started = time.perf_counter()
+    query, writer = start_distribution(spark, config, lake, settings)
+    await_query(query)
+    return DistributionSummary(time.perf_counter() - started, writer.reports)
+
+
+# --- benchmark ---------------------------------------------------------------------------------------
+
+def _tree_cpu_seconds() -> float:
+    """CPU seconds of this process and its children (the JVM, Spark's Python workers)."""
+    me = psutil.Process(os.getpid())
+    total = 0.0
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def measure(spark: SparkSession, lake: Lake, bootstrap_servers: str, filters_file: str | None = None,
+            repeats: int = 3, registry_url: str | None = None) -> dict:
+    """Alerts/s through the distribution step: the whole ``alerts`` table of ``lake`` as one batch,
+    through every filter of ``filters_file`` (default conf/filters.yaml) to Kafka, ``repeats`` times
+    (the first also warms up: its time is reported apart). CPU seconds cover the driver, the JVM and
+    Spark's Python workers; on a shared machine trust them over wall-clock time."""
+    if repeats < 2:
+        raise ValueError("repeats must be >= 2: the first batch warms up")
+    settings = FilterSettings(file=filters_file, schema_registry_url=registry_url)
+    alerts = lake.read(TABLE_SPECS["alerts"]).select(*ALERT_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+    n = alerts.count()
+    wall, cpu, reports = [], [], []
+    with tempfile.TemporaryDirectory(prefix="lenga-distribute-bench-") as checkpoint:
+        writer = DistributionWriter(lake, settings, bootstrap_servers, checkpoint)
+        for batch_id in range(repeats):
+            cpu_before, started = _tree_cpu_seconds(), time.perf_counter()
+            reports.append(writer.process(alerts, batch_id))
+            wall.append(time.perf_counter() - started)
+            cpu.append(_tree_cpu_seconds() - cpu_before)
+    alerts.unpersist()
+    steady_wall, steady_cpu = sum(wall[1:]), sum(cpu[1:])
+    return {
+        "alerts_per_batch": n,
+        "filters": list(reports[-1].published),
+        "published_per_batch": reports[-1].published,
+        "first_batch_s": round(wall[0], 2),
+        "batch_s": [round(s, 2) for s in wall[1:]],
+        "alerts_per_s": round(n * (repeats - 1) / steady_wall, 1) if steady_wall else None,
+        "cpu_s_per_batch": round(steady_cpu / (repeats - 1), 2),
+        "alerts_per_cpu_s": round(n * (repeats - 1) / steady_cpu, 1) if steady_cpu else None,
+    }
