@@ -71,13 +71,14 @@ class SimObject:
         """What the catalogues hold at the position: "galaxy" (a host), "star" (the source itself,
         or the star behind a dipole or saturation artefact) or "none"."""
         if isinstance(self.model, artifacts.Bogus):
-            return "star" if artifacts.Bogus.kind(self.params) in artifacts.ON_STAR else "none"
+            return "star" if self.artifact in artifacts.ON_STAR else "none"
         return self.model.host
 
     @property
     def artifact(self) -> str | None:
         """The artefact kind of a :class:`lenga.sim.artifacts.Bogus` object, else None."""
-        return artifacts.Bogus.kind(self.params) if isinstance(self.model, artifacts.Bogus) else None
+        bogus = isinstance(self.model, artifacts.Bogus) and "artifact" in self.params
+        return artifacts.Bogus.kind(self.params) if bogus else None
 
     def host_image(self) -> np.ndarray | None:
         """The host galaxy in nJy/pixel, rendered once with the median seeing (None if no host)."""
@@ -115,7 +116,10 @@ class SimObject:
         return cutouts.render_triplet(
             rng,
             host=self.host_image(),
-            science_flux=float(mag_to_njy(self.mag[i])),
+            # The source on the science image is the template source plus the difference flux the
+            # photometry reports (which includes the subtraction residual of lenga.sim.survey.observe),
+            # so the difference stamp shows what magpsf says, for constant stars too.
+            science_flux=float(mag_to_njy(self.reference_mag[i]) + self.phot.flux[i]),
             reference_flux=float(mag_to_njy(self.reference_mag[i])),
             fwhm_pix=fwhm,
             reference_fwhm_pix=self.survey.seeing_fwhm_arcsec / scale,
@@ -158,18 +162,21 @@ def make_object(
     """
     epochs = schedule(survey, rng, nights)
     ctx = SampleContext(epochs=epochs.mjd, window=window, depth=survey.main_depth)
+    observed = len(epochs) > 0  # False when the field's observing season missed every night
+    params: Params = {}
     if model.name == "asteroid" and not ((epochs.mjd >= window[0]) & (epochs.mjd < window[1])).any():
-        params: Params = {"t_pass": np.nan, "m_r": np.inf}  # never observed while passing: no alert
-    else:
+        params = {"t_pass": np.nan, "m_r": np.inf}  # never observed while passing: no alert
+    elif observed:
         params = model.sample(rng, ctx)
-    mag = model.magnitude(epochs.mjd, epochs.band, params)
-    ref = model.reference_magnitude(epochs.band, params)
+    # An object never observed has no light curve to draw (models need epochs): it never alerts.
+    mag = model.magnitude(epochs.mjd, epochs.band, params) if observed else np.empty(0)
+    ref = model.reference_magnitude(epochs.band, params) if observed else np.empty(0)
     phot = observe(survey, rng, epochs, mag, ref)
     bogus = model.stamp_class == "bogus"
     reliability = rng.uniform(*(BOGUS_SCORE_RANGE if bogus else REAL_SCORE_RANGE), len(epochs))
     host_offset = (0.0, 0.0)
     host_mag = np.inf
-    if model.host == "galaxy":
+    if model.host == "galaxy" and observed:
         params = dict(params)
         params["host_sersic_n"] = rng.uniform(*HOST_SERSIC_N)
         params["host_r_eff_arcsec"] = rng.uniform(*HOST_R_EFF_ARCSEC)

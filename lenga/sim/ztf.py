@@ -177,7 +177,8 @@ def _neighbour_mag(o: SimObject, rng: np.random.Generator) -> float:
     if o.counterpart == "galaxy":
         return float(o.host_mag)
     if o.counterpart == "star":
-        return float(o.reference_mag[0]) if np.isfinite(o.reference_mag[0]) else float(rng.uniform(12.0, 16.0))
+        known = o.reference_mag.size and np.isfinite(o.reference_mag[0])
+        return float(o.reference_mag[0]) if known else float(rng.uniform(12.0, 16.0))
     return float(rng.uniform(17.0, 21.5))
 
 
@@ -413,6 +414,7 @@ def build_record(o: SimObject, i: int) -> dict:
         objectidps1=meta["objectidps1"],
         sgscore1=meta["sgscore1"],
         distpsnr1=meta["neighbour_arcsec"],
+        srmag1=meta["neighbour_mag"],
         nmtchps=meta["nmtchps"],
         rfid=meta["field"] * 10**6 + 120000 + candidate["fid"] * 100 + meta["rcid"],
         jdstartref=meta["jdstartref"],
