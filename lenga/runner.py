@@ -45,11 +45,13 @@ class RunSummary:
 
 
 def enrichment_steps(config: Config, lake: Lake) -> list[BatchStep]:
-    """The steps run after the core tables, in order; each is skipped when it has nothing to do
-    (e.g. the cross-match when no catalog has been ingested into the lake)."""
+    """The steps run after the core tables, in order: cross-match, stamp classifier. Each is skipped
+    when it has nothing to do (no catalog ingested, no stamp model trained or the step disabled)."""
+    from lenga.stamps.step import build_step as build_stamp_classifier
     from lenga.xmatch.step import build_step as build_crossmatch
 
-    return [step for step in (build_crossmatch(config, lake),) if step is not None]
+    builders = (build_crossmatch, build_stamp_classifier)
+    return [step for step in (build(config, lake) for build in builders) if step is not None]
 
 
 def run_stream(config: Config, app_name: str = "lenga-stream", spark=None,
