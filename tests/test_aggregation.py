@@ -30,6 +30,11 @@ from lenga.schema import UPPER_LIMIT
 from lenga.sim.night import SimConfig, simulate, write_directory
 from udfs.aggregate import CURVES_SCHEMA
 
+#: Features of a curve may differ in their last digits with the other curves of its batch (curves are
+#: padded into blocks whose width depends on the batch, which changes the order of summation), and
+#: an ill-conditioned harmonic fit (a supernova at a spurious period) amplifies that to ~1e-7.
+FEATURES_RTOL = 1e-6
+
 
 def simulated():
     sim = SimConfig(seed=11, n_objects=12, n_nights=3, corrupt_fraction=0.0)
@@ -140,7 +145,7 @@ def test_features_match_the_ingest_tables(in_order):
     root, _, summaries = in_order
     table, expected = features(root), expected_features(root)
     assert len(expected) >= 3 and set(expected["survey"]) == {"ztf", "lsst"}  # enough history to test
-    assert_same(table[FEATURE_SCHEMA.names], expected, rtol=1e-9)
+    assert_same(table[FEATURE_SCHEMA.names], expected, rtol=FEATURES_RTOL)
     # the curve summary and the partition agree with the objects table
     located = table.merge(objects(root), on=["survey", "objectId"], suffixes=("", "_objects"))
     assert len(located) == len(table)
@@ -151,32 +156,39 @@ def test_features_match_the_ingest_tables(in_order):
     assert written >= len(table) and all("features" in b.step_seconds for b in summaries[0].batches)
 
 
-def test_out_of_order_and_split_across_restarts_give_the_same_objects(spark, tmp_path, in_order):
-    root, alerts, _ = in_order
+@pytest.fixture(scope="module")
+def split(spark, tmp_path_factory, in_order):
+    """The same alerts shuffled, ingested and aggregated in two halves (two restarts)."""
+    _, alerts, _ = in_order
+    root = tmp_path_factory.mktemp("split")
     shuffled = alerts[:]
     random.Random(5).shuffle(shuffled)
     half = len(shuffled) // 2
-    summaries = ingest_and_aggregate(spark, tmp_path, [shuffled[:half], shuffled[half:]])
+    return root, ingest_and_aggregate(spark, root, [shuffled[:half], shuffled[half:]])
+
+
+def test_out_of_order_and_split_across_restarts_give_the_same_objects(spark, split, in_order):
+    root = in_order[0]
+    split_root, summaries = split
     assert summaries[1].batches, "the second run aggregated the second half"
-    assert_same(objects(tmp_path), objects(root))
-    assert_same(features(tmp_path).drop(columns=["night"]), features(root).drop(columns=["night"]), rtol=1e-9)
+    assert_same(objects(split_root), objects(root))
+    assert_same(features(split_root), features(root), rtol=FEATURES_RTOL)
     # Nothing new: a third aggregation run touches nothing.
-    again = run_aggregation(config_for(tmp_path, tmp_path / "incoming"), spark=spark)
+    again = run_aggregation(config_for(split_root, split_root / "incoming"), spark=spark)
     assert again.objects_updated == 0 and again.objects_in_lake == summaries[1].objects_in_lake
 
 
-def test_state_lost_then_rebuilt_from_the_lake_by_the_job(spark, tmp_path, in_order, capsys):
-    root, alerts, _ = in_order
-    half = len(alerts) // 2
-    ingest_and_aggregate(spark, tmp_path, [alerts[:half]])
-    shutil.rmtree(tmp_path / "checkpoints" / "aggregate")  # the state store is lost
-    config = config_for(tmp_path, tmp_path / "incoming")
-    write_directory(alerts[half:], tmp_path / "incoming")
-    run_stream(config, spark=spark)
-    aggregate_job.main(["--lake", str(tmp_path / "lake"), "--checkpoint", str(tmp_path / "new-checkpoint")])
+def test_state_lost_then_rebuilt_from_the_lake_by_the_job(split, in_order, capsys):
+    root = in_order[0]
+    split_root, _ = split
+    # the state store is lost, and the derived tables with it: everything must come back from the
+    # ingest tables (a new checkpoint replays their Delta logs from the start)
+    for lost in ("checkpoints/aggregate", "lake/objects", "lake/features"):
+        shutil.rmtree(split_root / lost)
+    aggregate_job.main(["--lake", str(split_root / "lake"), "--checkpoint", str(split_root / "new-checkpoint")])
     assert "objects in" in capsys.readouterr().out
-    assert_same(objects(tmp_path), objects(root))
-    assert_same(features(tmp_path), features(root), rtol=1e-9)
+    assert_same(objects(split_root), objects(root))
+    assert_same(features(split_root), features(root), rtol=FEATURES_RTOL)
 
 
 def test_a_replayed_batch_leaves_objects_and_features_unchanged(spark, in_order):

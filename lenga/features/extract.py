@@ -119,21 +119,27 @@ def prepare(detections: pd.DataFrame, non_detections: pd.DataFrame | None, confi
     if non_detections is not None:
         _require(non_detections, REQUIRED_NON_DETECTION_COLUMNS, "non_detections")
     bands = config.output_bands
-    survey = detections["survey"].astype(str).str.lower()
-    unknown = sorted(set(survey.unique()) - set(config.bands))
+    # string work on the few distinct surveys, bands and ids only, not on every point
+    survey_code, survey_names = pd.factorize(detections["survey"])
+    survey_names = np.array([str(s).lower() for s in survey_names], dtype=object)
+    if (survey_code < 0).any():
+        raise ValueError("detections with a null survey")
+    unknown = sorted(set(survey_names) - set(config.bands))
     if unknown:
         raise ValueError(f"detections from surveys {unknown} have no bands configured; configured: "
                          f"{sorted(config.bands)}")
-    allowed = {f"{s}:{b}" for s, bs in config.bands.items() for b in bs}
+    band_code, band_names = pd.factorize(detections["band"])
+    band_index = np.array([bands.index(str(b)) if str(b) in bands else -1 for b in band_names] + [-1])
+    allowed = np.array([[str(b) in config.bands[s] for b in band_names] + [False] for s in survey_names])
     mjd = detections["mjd"].to_numpy(dtype=float)
-    keep = ((survey + ":" + detections["band"].astype(str)).isin(allowed).to_numpy() & np.isfinite(mjd))
+    keep = allowed[survey_code, band_code] & np.isfinite(mjd)  # code -1 (null band) hits the False column
     det = detections.loc[keep]
-    survey = survey[keep]
-    keys = pd.DataFrame({"survey": survey.to_numpy(), "objectId": det["objectId"].astype(str).to_numpy()})
-    obj = keys.groupby(["survey", "objectId"], sort=False).ngroup().to_numpy()
+    survey_code = survey_code[keep]
+    id_code, id_names = pd.factorize(det["objectId"])
+    obj = pd.factorize(survey_code * (len(id_names) + 1) + id_code)[0]  # numbered by first appearance
     firsts = np.unique(obj, return_index=True)[1]
     n_objects = len(firsts)
-    band = pd.Categorical(det["band"].astype(str), categories=list(bands)).codes.astype(np.int64)
+    band = band_index[band_code[keep]].astype(np.int64)
     group = obj * len(bands) + band
     mjd = det["mjd"].to_numpy(dtype=float)
     nan = np.full(len(det), np.nan)
@@ -164,7 +170,8 @@ def prepare(detections: pd.DataFrame, non_detections: pd.DataFrame | None, confi
     eligible_flux = np.flatnonzero(flux_curves.lengths >= config.min_points_per_band)
     return Prepared(
         config=config, bands=bands,
-        object_id=keys["objectId"].to_numpy()[firsts], survey=keys["survey"].to_numpy()[firsts],
+        object_id=np.asarray(id_names, dtype=object)[id_code[firsts]].astype(str).astype(object),
+        survey=survey_names[survey_code[firsts]],
         n_det=n_det, first_mjd=first_mjd, first_mag=first_mag, brightest=brightest, mean_mag=mean_mag,
         mag=mag_curves.subset(eligible_mag), mag_object=mag_group[eligible_mag] // len(bands),
         mag_band=mag_group[eligible_mag] % len(bands),
