@@ -288,3 +288,14 @@ def test_family_columns_name_what_each_family_computes():
         assert sorted(family(prepared)) == sorted(columns[name]), name
     per_family = [c for names in columns.values() for c in names]
     assert len(per_family) == len(set(per_family)) and set(per_family) <= set(FEATURE_SCHEMA.names)
+
+
+def test_benchmark_measure_reports_every_family():
+    from lenga.features import FAMILIES
+    from lenga.features.benchmark import measure
+
+    result = measure(objects=20, processes=1, max_points=40)
+    features = result["features"]
+    assert set(FAMILIES) | {"prepare", "assemble", "total"} == set(features["objects_per_s"])
+    assert sum(features["cpu_share"].values()) == pytest.approx(1.0, abs=0.01)
+    assert features["slowest_family"] in FAMILIES and "aggregation" not in result  # no Spark given
