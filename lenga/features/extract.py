@@ -22,7 +22,7 @@ from lenga.features.curves import Curves, pack
 from lenga.features.photometry import difference_flux, magnitudes
 
 #: Bump when any feature's definition or computation changes; stored with every row.
-FEATURE_VERSION = "1.1.0"
+FEATURE_VERSION = "1.2.0"  # 1.2.0: context columns are the aggregation's (srmag1, extendedness)
 
 KEY_COLUMNS = ["objectId", "survey", "feature_version"]
 REQUIRED_DETECTION_COLUMNS = ["survey", "objectId", "mjd", "band"]

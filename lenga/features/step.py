@@ -103,7 +103,7 @@ class FeaturesStep:
         curves = batch.curves.where(F.size("mjd") >= self.config.min_points_per_band)  # cheap pre-filter
         features = curves.mapInArrow(curve_features_batches(self.config, self._udf_schema_bytes),
                                      self._udf_spark_schema)
-        located = batch.tables["objects"].select(*OBJECT_KEY, HPX)
+        located = F.broadcast(batch.tables["objects"].select(*OBJECT_KEY, HPX))  # one row per touched object
         rows = (features.join(located, on=OBJECT_KEY)
                 .withColumn("last_batch_id", F.lit(batch.batch_id).cast("long"))
                 .select(*spec.schema.names))
