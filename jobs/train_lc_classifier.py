@@ -1,0 +1,52 @@
+"""Train the light-curve classifier on simulated light curves and write it with its card and report.
+
+    ./spark-submit.sh train_lc_classifier                              the shipped model (conf/lenga.yaml)
+    ./spark-submit.sh train_lc_classifier --n-per-class 200 --out /tmp/lcc   a small one
+    ./spark-submit.sh train_lc_classifier --cache build/lc_classifier   keep/reuse the simulated sets
+
+Sizes, seeds and xgboost settings come from ``lc_classifier.training`` (``--set`` works as for any
+job); the options below override the usual ones. No Spark session: simulation and features run in
+``training.processes`` worker processes (see lenga.lc_classifier.train).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+
+from lenga.config import add_config_arguments, load_config
+from lenga.features.config import load_feature_config
+from lenga.lc_classifier.settings import LCClassifierSettings
+from lenga.lc_classifier.train import train
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--out", help="model directory (default: lc_classifier.model_dir)")
+    parser.add_argument("--n-per-class", type=int, help="training objects per class")
+    parser.add_argument("--test-per-class", type=int, help="held-out objects per class")
+    parser.add_argument("--seed", type=int, help="training seed (the held-out seed is training.test_seed)")
+    parser.add_argument("--processes", type=int, help="worker processes")
+    parser.add_argument("--cache", help="directory caching the simulated feature sets")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    config = load_config(args.conf, args.overrides)
+    settings = LCClassifierSettings.from_config(config)
+    changes = {k: v for k, v in (("n_per_class", args.n_per_class), ("test_per_class", args.test_per_class),
+                                 ("seed", args.seed), ("processes", args.processes)) if v is not None}
+    settings = dataclasses.replace(settings, training=dataclasses.replace(settings.training, **changes))
+    command = "./spark-submit.sh train_lc_classifier " + shlex.join(sys.argv[1:] if argv is None else argv)
+    report = train(settings, load_feature_config(config.section("features")), args.out or settings.model_path,
+                   command.strip(), args.cache, log=lambda text: print(f"[lenga] {text}", flush=True))
+    print(f"[lenga] held-out macro F1: top {report['top']['macro_f1']:.3f}, leaf {report['leaf']['macro_f1']:.3f}; "
+          f"written to {args.out or settings.model_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The ``lc_classifier`` section of conf/lenga.yaml, validated (a typo is an error naming the key)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lenga.config import CONF_DIR, Config, ConfigError
+from lenga.lc_classifier.model import XGBSettings
+from lenga.lc_classifier.trainingset import DEFAULT_SURVEY_MIX, TrainingSetConfig
+
+SECTION = "lc_classifier"
+#: Relative model paths are taken from the checkout (the directory holding conf/), not the CWD.
+ROOT = CONF_DIR.parent
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """``lc_classifier.training``: sizes and seeds of the simulated sets, and the xgboost settings."""
+
+    n_per_class: int = 2000
+    test_per_class: int = 600
+    seed: int = 1
+    test_seed: int = 2
+    processes: int = 2
+    baseline_days: tuple[float, float] = (60.0, 730.0)
+    survey_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SURVEY_MIX))
+    xgboost: XGBSettings = field(default_factory=XGBSettings)
+
+    def __post_init__(self):
+        if self.seed == self.test_seed:
+            raise ConfigError(f"config.{SECTION}.training.test_seed: must differ from seed ({self.seed}): "
+                              "the held-out set must be another sky")
+        if self.processes < 1:
+            raise ConfigError(f"config.{SECTION}.training.processes: must be >= 1")
+
+    def training_set(self, min_detections: int, bands: tuple[str, ...], held_out: bool = False) -> TrainingSetConfig:
+        try:
+            return TrainingSetConfig(self.test_per_class if held_out else self.n_per_class,
+                                     self.test_seed if held_out else self.seed, tuple(self.baseline_days),
+                                     dict(self.survey_mix), min_detections, bands)
+        except ValueError as error:
+            raise ConfigError(f"config.{SECTION}.training: {error}") from error
+
+
+@dataclass(frozen=True)
+class LCClassifierSettings:
+    """``lc_classifier``: whether the stream classifies, with which model, and who is classified."""
+
+    enabled: bool = True
+    model_dir: str = "models/lc_classifier"
+    min_detections: int = 6
+    detection_bands: tuple[str, ...] = ("g", "r")
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+
+    def __post_init__(self):
+        if self.min_detections < 1:
+            raise ConfigError(f"config.{SECTION}.min_detections: must be >= 1, got {self.min_detections}")
+        if not self.detection_bands or set(self.detection_bands) - set("ugrizy"):
+            raise ConfigError(f"config.{SECTION}.detection_bands: a non-empty list of ugrizy bands, "
+                              f"got {self.detection_bands}")
+
+    @property
+    def model_path(self) -> Path:
+        path = Path(self.model_dir)
+        return path if path.is_absolute() else ROOT / path
+
+    @classmethod
+    def from_dict(cls, values: dict) -> LCClassifierSettings:
+        values = dict(values)
+        _check_keys(values, cls, SECTION)
+        training = dict(values.pop("training", None) or {})
+        _check_keys(training, TrainingSettings, f"{SECTION}.training")
+        xgb_values = dict(training.pop("xgboost", None) or {})
+        _check_keys(xgb_values, XGBSettings, f"{SECTION}.training.xgboost")
+        if "baseline_days" in training:
+            training["baseline_days"] = tuple(training["baseline_days"])
+        if "detection_bands" in values:
+            values["detection_bands"] = tuple(values["detection_bands"])
+        return cls(**values, training=TrainingSettings(**training, xgboost=XGBSettings(**xgb_values)))
+
+    @classmethod
+    def from_config(cls, config: Config) -> LCClassifierSettings:
+        return cls.from_dict(config.section(SECTION))
+
+
+def _check_keys(values: dict, kind: type, where: str) -> None:
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"config.{where}: unknown key(s) {unknown}; known: {sorted(known)}")

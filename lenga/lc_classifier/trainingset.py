@@ -1,0 +1,217 @@
+"""Labelled light curves from the simulator, with features computed exactly as in the stream.
+
+Each training object is a simulator object (:func:`lenga.sim.population.make_object`, the same
+physics and survey model as the demo stream) observed over a baseline of ``baseline_days`` (drawn
+per object), turned into the row the aggregation query emits for it (``udfs.aggregate.CURVES_SCHEMA``:
+its de-duplicated curve as arrays) and passed through the stream's own feature function
+(``udfs.features.curve_features`` → :func:`lenga.features.extract_features`). The curve holds what
+the alerts would have carried: every detection (magpsf of |difference flux| with its sign, and the
+signed flux in nJy), and, for ZTF, the upper limits of the 30 days before each detection (an alert's
+``prv_candidates`` window). Forced photometry is left out: the features do not read it.
+
+Objects are kept only when the stream would classify them (``min_detections`` in one of
+``detection_bands``, ALeRCE's criterion), so each class gets ``n_per_class`` *classifiable* objects.
+Object ``k`` of class ``c`` is drawn from ``default_rng((seed, c, k))`` and objects are generated in
+fixed chunks of keys, so the set depends only on the seed and sizes, not on the number of processes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from lenga.aggregate import CONTEXT_COLUMNS, CURVE_COLUMNS, DETECTION, NO_CANDID
+from lenga.features import FeatureConfig
+from lenga.lc_classifier.model import LEAF_CLASSES
+from lenga.schema import UPPER_LIMIT
+from lenga.sim.lightcurves import LIGHT_CURVE_CLASSES
+from lenga.sim.population import SimObject, make_object
+from lenga.sim.survey import MAG_PER_RELATIVE_FLUX, SURVEYS, night_conditions, njy_to_mag
+
+#: Objects simulated per task: enough for extract_features to run vectorised, small enough to balance.
+CHUNK = 100
+#: First night of every training baseline (any date works; this is ZTF's first public season).
+START_MJD = 58300
+#: Days at the start of a baseline before alerts flow (so transients can rise inside the baseline).
+WARMUP_DAYS = 30.0
+#: Give up on a class whose objects almost never reach min_detections (a broken model, not bad luck).
+MIN_ACCEPTANCE = 0.02
+#: The share of each class's objects observed by ZTF (the rest by LSST).
+DEFAULT_SURVEY_MIX = {"ztf": 0.7, "lsst": 0.3}
+
+
+@dataclass(frozen=True)
+class TrainingSetConfig:
+    """What to simulate: ``n_per_class`` classifiable objects per leaf class, from ``seed``.
+
+    ``baseline_days``: (min, max) length of an object's observed history, uniform; ``survey_mix``:
+    fraction of objects per survey; ``min_detections``/``detection_bands``: the stream's
+    classification criterion.
+    """
+
+    n_per_class: int
+    seed: int
+    baseline_days: tuple[float, float] = (60.0, 730.0)
+    survey_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SURVEY_MIX))
+    min_detections: int = 6
+    detection_bands: tuple[str, ...] = ("g", "r")
+
+    def __post_init__(self):
+        if self.n_per_class < 1:
+            raise ValueError(f"n_per_class must be >= 1, got {self.n_per_class}")
+        lo, hi = self.baseline_days
+        if not 30 <= lo <= hi:
+            raise ValueError(f"baseline_days must be (min, max) with 30 <= min <= max, got {self.baseline_days}")
+        unknown = set(self.survey_mix) - set(SURVEYS)
+        if unknown or not self.survey_mix or min(self.survey_mix.values()) < 0:
+            raise ValueError(f"survey_mix needs non-negative weights of {sorted(SURVEYS)}, got {self.survey_mix}")
+
+
+def simulate_object(config: TrainingSetConfig, class_index: int, key: int) -> SimObject:
+    """Object ``key`` of leaf class ``LEAF_CLASSES[class_index]``: survey, baseline and physics drawn
+    from ``default_rng((seed, class_index, key))``."""
+    rng = np.random.default_rng((config.seed, class_index, key))
+    names = list(config.survey_mix)
+    weights = np.array([config.survey_mix[n] for n in names], dtype=float)
+    survey = SURVEYS[names[rng.choice(len(names), p=weights / weights.sum())]]
+    n_nights = int(rng.uniform(*config.baseline_days))
+    nights = night_conditions(survey, rng, START_MJD, n_nights)
+    window = (float(START_MJD + WARMUP_DAYS), float(START_MJD + n_nights))
+    model = LIGHT_CURVE_CLASSES[LEAF_CLASSES[class_index]]
+    return make_object(survey, rng, key, model, nights, window, (0.0, 0.0), seed=(config.seed, class_index, key))
+
+
+def classifiable(o: SimObject, config: TrainingSetConfig) -> bool:
+    """True when the stream would classify the object: ``min_detections`` in one detection band."""
+    bands = o.epochs.band[o.detected]
+    return any(int((bands == b).sum()) >= config.min_detections for b in config.detection_bands)
+
+
+def curve_points(o: SimObject) -> dict[str, np.ndarray]:
+    """The object's light curve as the aggregation stores it: one array per ``CURVE_COLUMNS`` entry,
+    in time order.
+
+    Detections carry both magnitude and signed flux, as the decoder completes them; ZTF upper limits
+    are the non-detected epochs within ``history_days`` before some detection (what the alerts'
+    histories deliver); LSST alerts deliver no upper limits.
+    """
+    t, det = o.epochs.mjd, o.detected
+    t_det = t[det]
+    if o.survey.name == "ztf":
+        # an alert's history reaches history_days back: the next detection must come within that
+        nxt = np.searchsorted(t_det, t, side="right")
+        later = np.where(nxt < t_det.size, t_det[np.minimum(nxt, t_det.size - 1)], np.inf)
+        keep = det | (later - t <= o.survey.history_days)
+    else:
+        keep = det
+    flux, err = o.phot.flux[keep], o.phot.flux_err[keep]
+    is_det = det[keep]
+    with np.errstate(divide="ignore"):
+        magpsf, sigmapsf = njy_to_mag(flux), MAG_PER_RELATIVE_FLUX * err / np.abs(flux)
+    nan = np.full(is_det.size, np.nan)
+    return {
+        "kind": np.where(is_det, DETECTION, UPPER_LIMIT).astype(object),
+        "candid": np.where(is_det, np.arange(is_det.size), NO_CANDID),
+        "mjd": t[keep],
+        "band": o.epochs.band[keep].astype(object),
+        "magpsf": np.where(is_det, magpsf, nan),
+        "sigmapsf": np.where(is_det, sigmapsf, nan),
+        "psfFlux": np.where(is_det, flux, nan),
+        "psfFluxErr": np.where(is_det, err, nan),
+        "isdiffpos": flux > 0,
+        "diffmaglim": np.where(is_det, nan, o.epochs.depth[keep]),
+        "ra": np.full(is_det.size, o.ra),
+        "dec": np.full(is_det.size, o.dec),
+    }
+
+
+def curves_table(surveys: list[str], object_ids: list[str], curves: list[dict[str, np.ndarray]]) -> pa.Table:
+    """Curves of many objects as ``CURVES_SCHEMA`` rows (one row per object, one list per curve column);
+    the context columns are null (simulated curves have no alert context)."""
+    offsets = pa.array(np.r_[0, np.cumsum([c["mjd"].size for c in curves])].astype(np.int32))
+    types = {"kind": pa.string(), "candid": pa.int64(), "band": pa.string(), "isdiffpos": pa.bool_()}
+    columns = {"survey": pa.array(surveys, pa.string()), "objectId": pa.array(object_ids, pa.string())}
+    for c in CURVE_COLUMNS:
+        values = pa.array(np.concatenate([curve[c] for curve in curves]), type=types.get(c, pa.float64()),
+                          from_pandas=True)
+        columns[c] = pa.ListArray.from_arrays(offsets, values)
+    columns.update({c: pa.nulls(len(curves), pa.float64()) for c in CONTEXT_COLUMNS})
+    return pa.table(columns)
+
+
+def _chunk(args: tuple[TrainingSetConfig, FeatureConfig, int, int]) -> tuple[int, int, pd.DataFrame, int]:
+    """Features of the classifiable objects among keys [chunk * CHUNK, (chunk + 1) * CHUNK)."""
+    from udfs.features import curve_features  # the stream's own feature function
+
+    config, features_config, class_index, chunk = args
+    surveys, ids, curves = [], [], []
+    for key in range(chunk * CHUNK, (chunk + 1) * CHUNK):
+        o = simulate_object(config, class_index, key)
+        if classifiable(o, config):
+            surveys.append(o.survey.name)
+            ids.append(f"sim{class_index:02d}_{key:07d}")
+            curves.append(curve_points(o))
+    if not curves:
+        return class_index, chunk, pd.DataFrame(), 0
+    features = curve_features(curves_table(surveys, ids, curves), features_config)
+    features["key"] = features["objectId"].str.split("_").str[1].astype(int)
+    features["class_name"] = LEAF_CLASSES[class_index]
+    return class_index, chunk, features, len(curves)
+
+
+def build(config: TrainingSetConfig, features_config: FeatureConfig, processes: int = 1,
+          classes: tuple[str, ...] = LEAF_CLASSES) -> pd.DataFrame:
+    """Feature rows of ``n_per_class`` classifiable objects per class, with ``class_name``.
+
+    Chunks of keys are simulated in waves (``processes`` worker processes) until every class has
+    enough; each class keeps its first ``n_per_class`` objects by key, so the result does not depend
+    on ``processes``. Raises if a class's acceptance falls below :data:`MIN_ACCEPTANCE`.
+    """
+    wanted = [LEAF_CLASSES.index(c) for c in classes]
+    done: dict[int, dict[int, pd.DataFrame]] = {c: {} for c in wanted}
+    tried = dict.fromkeys(wanted, 0)
+    accepted = dict.fromkeys(wanted, 0)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(processes) if processes > 1 else _Serial() as pool:
+        while True:
+            tasks = []
+            for c in wanted:
+                rows = sum(len(f) for f in done[c].values())
+                if rows >= config.n_per_class:
+                    continue
+                if tried[c] >= 5 * CHUNK and accepted[c] < MIN_ACCEPTANCE * tried[c]:
+                    raise RuntimeError(f"class {LEAF_CLASSES[c]}: only {accepted[c]} of {tried[c]} simulated "
+                                       f"objects reach {config.min_detections} detections")
+                rate = max(accepted[c] / tried[c], MIN_ACCEPTANCE) if tried[c] else 0.5
+                n_chunks = int(np.ceil((config.n_per_class - rows) / rate / CHUNK))
+                first = len(done[c])
+                tasks += [(config, features_config, c, first + k) for k in range(n_chunks)]
+            if not tasks:
+                break
+            for c, chunk, features, n_accepted in pool.imap_unordered(_chunk, tasks):
+                done[c][chunk] = features
+                tried[c] += CHUNK
+                accepted[c] += n_accepted
+    parts = []
+    for c in wanted:
+        frame = pd.concat([done[c][k] for k in sorted(done[c])], ignore_index=True)
+        parts.append(frame.sort_values("key", kind="stable").head(config.n_per_class))
+    return pd.concat(parts, ignore_index=True).drop(columns="key")
+
+
+class _Serial:
+    """A one-process stand-in for ``multiprocessing.Pool`` (no fork for small sets and tests)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def imap_unordered(func, tasks):
+        return map(func, tasks)
