@@ -29,6 +29,7 @@ from importlib import resources
 
 import fastavro
 import pyarrow as pa
+from fastavro.validation import ValidationError
 
 from lenga.filters.config import PAYLOADS
 
@@ -92,25 +93,34 @@ def parsed_schema(payload: str, with_docs: bool) -> dict:
     return fastavro.parse_schema(schema if with_docs else _without_docs(schema))
 
 
+def _why_invalid(record: dict, schema: dict) -> str | None:
+    """fastavro's validator names the field at fault (the writer's own error does not)."""
+    try:
+        fastavro.validate(record, schema, raise_errors=True)
+    except ValidationError as invalid:
+        return str(invalid)
+    return None
+
+
 def encode_records(records: list[dict], payload: str, schema_id: int | None) -> list[bytes]:
     """Avro-encode payload records: Confluent wire format with ``schema_id``, else one object
-    container per record. A record that does not fit the schema raises fastavro's error naming
-    the field."""
+    container per record. A record that does not fit the schema raises ValueError naming the
+    record's candid and the field (from fastavro's validator)."""
+    schema = parsed_schema(payload, with_docs=schema_id is not None)
+    header = b"" if schema_id is None else CONFLUENT_HEADER.pack(CONFLUENT_MAGIC, schema_id)
     out = []
-    if schema_id is None:
-        schema = parsed_schema(payload, with_docs=False)
-        for record in records:
-            buffer = io.BytesIO()
-            fastavro.writer(buffer, schema, [record])
-            out.append(buffer.getvalue())
-    else:
-        schema = parsed_schema(payload, with_docs=True)
-        header = CONFLUENT_HEADER.pack(CONFLUENT_MAGIC, schema_id)
-        for record in records:
-            buffer = io.BytesIO()
-            buffer.write(header)
-            fastavro.schemaless_writer(buffer, schema, record)
-            out.append(buffer.getvalue())
+    for record in records:
+        buffer = io.BytesIO(header)
+        buffer.seek(len(header))
+        try:
+            if schema_id is None:
+                fastavro.writer(buffer, schema, [record])
+            else:
+                fastavro.schemaless_writer(buffer, schema, record)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{payload} payload of candid {record.get('candid')} does not fit "
+                             f"{schema_name(payload)}: {_why_invalid(record, schema) or exc}") from exc
+        out.append(buffer.getvalue())
     return out
 
 
