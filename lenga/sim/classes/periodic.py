@@ -24,7 +24,7 @@ from lenga.sim.lightcurves import (
 )
 
 #: Phases at which a cycle is sampled to normalise a shape or average its flux.
-PHASE_GRID = np.linspace(0.0, 1.0, 4096, endpoint=False)
+PHASE_GRID = np.linspace(0.0, 1.0, 1024, endpoint=False)
 
 
 class PeriodicModel(LightCurveModel):
@@ -87,12 +87,14 @@ class FourierPulsator(ShapedPeriodic):
         k = np.arange(1, len(self.HARMONIC_RATIOS) + 2)
         ratios = np.concatenate([[1.0], [rng.uniform(lo, hi) for lo, hi in self.HARMONIC_RATIOS]])
         phases = np.pi * (k + 1) - np.pi / 2 + rng.normal(0.0, self.PHASE_JITTER, k.size) * (k > 1)
+        cycle = self._series(PHASE_GRID, {"ratios": ratios, "phases": phases})
         return {
             "period": self.sample_period(rng),
             "amplitude": rng.uniform(*self.AMPLITUDE),
             "phase0": rng.random(),
             "ratios": ratios,
             "phases": phases,
+            "series_range": np.array([cycle.min(), cycle.max()]),  # to normalise the shape
             **self.sample_brightness(rng, ctx),
         }
 
@@ -108,8 +110,7 @@ class FourierPulsator(ShapedPeriodic):
         return (params["ratios"][:, None] * np.cos(2 * np.pi * k * phase + params["phases"][:, None])).sum(axis=0)
 
     def shape(self, phase, params):
-        cycle = self._series(PHASE_GRID, params)
-        lo, hi = cycle.min(), cycle.max()
+        lo, hi = params["series_range"]
         # the series rises slowly then drops: magnitude grows (fades) slowly and brightens fast
         return (self._series(phase, params) - lo) / (hi - lo) - 0.5
 
