@@ -1,5 +1,9 @@
-"""End to end: simulator → ingest and aggregation queries → classifications → distribution query →
-Kafka topics (real Tansu broker), consumed with confluent-kafka and decoded with the published schemas."""
+"""End to end: simulated alerts → lake tables → distribution query → Kafka topics (real Tansu broker),
+consumed with confluent-kafka and decoded with the published schemas.
+
+The lake is written directly (decoded with lenga.decode, objects from lenga.aggregate's pure
+functions, classification tables as the classifier steps write them): the ingest and aggregation
+queries have their own end-to-end tests, and the distribution query only reads their tables."""
 
 from __future__ import annotations
 
@@ -14,15 +18,23 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from deltalake import write_deltalake
 
-from lenga.aggregation import run_aggregation
+from lenga.aggregate import (
+    CONTEXT_COLUMNS,
+    CURVE_COLUMNS,
+    DETECTION,
+    latest_context,
+    merge_curves,
+    object_statistics,
+)
+from lenga.aggregation import OBJECTS
 from lenga.config import load_config
+from lenga.decode import decode_record_batch
 from lenga.distribute import run_distribution, start_distribution
 from lenga.filters.config import FilterSettings
 from lenga.filters.payloads import decode_message, field_names
 from lenga.io.lake import open_lake
 from lenga.pipeline import TABLE_SPECS
-from lenga.runner import run_stream
-from lenga.sim.night import SimConfig, simulate, write_directory
+from lenga.sim.night import SimConfig, simulate
 
 # Truth class of the simulator → what the (not yet wired) classifiers would say, for the test lake.
 STAMP_CLASS = {"SNIa": "SN", "RRL": "VS", "LPV": "VS", "star": "VS", "QSO": "AGN", "asteroid": "asteroid"}
@@ -91,6 +103,30 @@ def lc_rows(objects: pd.DataFrame, classes: dict[tuple, str]) -> pa.Table:
         ("ranking", pa.int32()), ("batch_id", pa.int64())]))
 
 
+def write_lake(lake_root: Path, alerts: list) -> None:
+    """alerts, detections, non_detections (de-duplicated on their keys) and objects, as the ingest
+    and aggregation queries write them."""
+    decoded = pa.Table.from_batches([decode_record_batch(
+        pa.record_batch({"value": pa.array([a.value for a in alerts], pa.binary())}), 0)])
+    assert decoded["quarantine_reason"].null_count == decoded.num_rows
+    tables = {"alerts": decoded.select(TABLE_SPECS["alerts"].schema.names)}
+    for name in ("detections", "non_detections"):
+        rows = pa.Table.from_struct_array(decoded[name].combine_chunks().flatten())
+        unique = pl.from_arrow(rows).unique(subset=list(TABLE_SPECS[name].keys), keep="first", maintain_order=True)
+        tables[name] = unique.to_arrow().cast(TABLE_SPECS[name].schema)
+    for name, table in tables.items():
+        write_deltalake(str(lake_root / name), table.cast(TABLE_SPECS[name].schema), partition_by=["night"])
+    det = tables["detections"].to_pandas().assign(kind=DETECTION)
+    non = tables["non_detections"].to_pandas().assign(candid=pd.NA, isdiffpos=pd.NA, ra=np.nan, dec=np.nan)
+    stats = object_statistics(merge_curves(det[["survey", "objectId", *CURVE_COLUMNS]],
+                                           non[["survey", "objectId", *CURVE_COLUMNS]]))
+    context = latest_context(tables["alerts"].to_pandas())[["survey", "objectId", *CONTEXT_COLUMNS]]
+    objects = stats.merge(context, on=["survey", "objectId"], how="left").assign(last_batch_id=0)
+    write_deltalake(str(lake_root / "objects"),
+                    pa.Table.from_pandas(objects[OBJECTS.names], preserve_index=False).cast(OBJECTS),
+                    partition_by=["hpx"])
+
+
 def read(root: Path, table: str) -> pd.DataFrame:
     return pl.read_delta(str(root / "lake" / table)).to_pandas()
 
@@ -114,7 +150,6 @@ def consume(bootstrap: str, topic: str, payload: str) -> list[tuple[bytes, dict,
 
 def config_for(root: Path, bootstrap: str, filters_file: Path, trigger: str = "available_now"):
     return load_config(extra={
-        "source": {"kind": "files", "files": {"path": str(root / "incoming"), "max_files_per_trigger": 200}},
         "lake": {"root": str(root / "lake")},
         "stream": {"checkpoint": str(root / "checkpoints" / "stream"), "trigger": trigger,
                    "processing_time": "1 second"},
@@ -125,16 +160,13 @@ def config_for(root: Path, bootstrap: str, filters_file: Path, trigger: str = "a
 
 @pytest.fixture(scope="module")
 def world(spark, kafka_broker, tmp_path_factory):
-    """A lake from the simulator (ingest + aggregation), classification tables written as the
-    classifier steps would, and one availableNow run of the distribution query."""
+    """A lake of simulated alerts with classification tables, and one availableNow run of the
+    distribution query over it."""
     root = tmp_path_factory.mktemp("distribute")
     alerts = [a for a in simulate(SimConfig(seed=5, n_objects=8, n_nights=3)) if not a.corrupt]
-    write_directory(alerts, root / "incoming")
+    write_lake(root / "lake", alerts)
     filters_file = root / "filters.yaml"
-    stored = None
     config = config_for(root, kafka_broker.bootstrap_servers, filters_file)
-    run_stream(config, spark=spark, steps=[])
-    run_aggregation(config, spark=spark)
     stored = read(root, "alerts")
     truth = {}
     by_candid = {(a.survey, a.candid): a.class_name for a in alerts}
@@ -210,7 +242,8 @@ def test_replayed_batch_republishes_only_the_same_keys_and_candids(world, kafka_
     before = {t: consume(bootstrap, t, p) for t, p in (("lenga_sn", "thin"), ("lenga_periodic", "lightcurve"))}
     checkpoint = Path(FilterSettings.from_config(config).checkpoint_for(config))
     last = max(int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit())
-    (checkpoint / "commits" / str(last)).unlink()
+    for name in (str(last), f".{last}.crc"):  # the commit log entry and its checksum
+        (checkpoint / "commits" / name).unlink()
     filters_file = Path(FilterSettings.from_config(config).file)
     filters_file.write_text(filters_yaml(SN.replace("'SN'", "'VS'"), PERIODIC))
     replay = run_distribution(config, spark=spark)

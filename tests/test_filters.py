@@ -3,9 +3,12 @@ payload schemas and encodings."""
 
 from __future__ import annotations
 
+import http.server
 import io
+import json
 import os
 import struct
+import threading
 
 import astropy.units as u
 import fastavro
@@ -33,6 +36,7 @@ from lenga.filters.payloads import (
     published_schema,
 )
 from lenga.filters.predicate import compile_predicate
+from lenga.filters.registry import RegistryError, fetch_schema, register_schema
 from lenga.filters.reload import FilterReloader
 from lenga.filters.watchlist import cone_match
 
@@ -242,3 +246,62 @@ def test_encode_batch_keys_headers_and_bad_rows():
     assert [decode_message(v, "thin") for v in messages.column("value").to_pylist()] == records
     with pytest.raises(ValueError, match=r"(?s)thin payload of candid 5 does not fit lenga.output.v1.ThinAlert: .*ThinAlert.mjd. is None"):
         encode_records([{**records[0], "mjd": None}], "thin", None)
+
+
+class _Registry(http.server.BaseHTTPRequestHandler):
+    """The two endpoints of the Confluent schema registry REST API that lenga and a consumer use
+    (POST /subjects/<subject>/versions, GET /schemas/ids/<id>), with the registry's id semantics:
+    the same schema text gets the same id."""
+
+    schemas: list[str] = []
+    subjects: dict[str, list[int]] = {}
+
+    def _answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        parts = self.path.strip("/").split("/")
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if len(parts) != 3 or parts[0] != "subjects" or parts[2] != "versions":
+            return self._answer(404, {"error_code": 404, "message": "not found"})
+        fastavro.parse_schema(json.loads(body["schema"]))
+        if body["schema"] not in self.schemas:
+            self.schemas.append(body["schema"])
+        schema_id = self.schemas.index(body["schema"]) + 1
+        self.subjects.setdefault(parts[1], []).append(schema_id)
+        return self._answer(200, {"id": schema_id})
+
+    def do_GET(self):  # noqa: N802
+        parts = self.path.strip("/").split("/")
+        if parts[:2] != ["schemas", "ids"] or not 0 < int(parts[2]) <= len(self.schemas):
+            return self._answer(404, {"error_code": 40403, "message": "Schema not found"})
+        return self._answer(200, {"schema": self.schemas[int(parts[2]) - 1]})
+
+    def log_message(self, *args):
+        pass
+
+
+def test_registry_registration_and_wire_format_decoding():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        thin = register_schema(url, "lenga_a", published_schema("thin"))
+        assert register_schema(url, "lenga_a", published_schema("thin")) == thin  # idempotent
+        full = register_schema(url, "lenga_b", published_schema("full"))
+        assert full != thin and _Registry.subjects["lenga_a-value"] == [thin, thin]
+        message = encode_records([record("full", 9)], "full", full)[0]
+        schema_id = struct.unpack(">bI", message[:5])[1]
+        assert decode_message(message, "full", fetch_schema(url, schema_id)) == record("full", 9)
+        with pytest.raises(RegistryError, match="HTTP 404.*Schema not found"):
+            fetch_schema(url, 99)
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(RegistryError, match="lenga_a-value/versions"):
+        register_schema(url, "lenga_a", published_schema("thin"))

@@ -30,6 +30,8 @@ def _call(url: str, body: dict | None = None) -> dict:
         raise RegistryError(f"{url}: HTTP {exc.code}: {exc.read().decode(errors='replace')}") from exc
     except urllib.error.URLError as exc:
         raise RegistryError(f"{url}: {exc.reason}") from exc
+    except OSError as exc:  # a timeout, a connection reset
+        raise RegistryError(f"{url}: {exc}") from exc
 
 
 def register_schema(registry_url: str, topic: str, schema: dict) -> int:
