@@ -112,21 +112,31 @@ def _plain(record: dict) -> dict:
             "fp_hists": [unhint(p) for p in record["fp_hists"]]}
 
 
-def alert_rows(survey_name: str, objects: list, epochs: list[int]) -> pa.Table:
-    """The alerts-table rows (lenga.schema.ALERTS, before the decoder's batch completion) of the
-    given detections, built by the simulator's record builders and the decoder's ``extract``."""
+def assign_survey_ids(survey_name: str, objects: list) -> None:
+    """Object and detection ids of the drawn objects, as lenga.sim.night gives a population."""
     from lenga.sim import lsst as sim_lsst
     from lenga.sim import ztf as sim_ztf
     from lenga.sim.population import assign_ids
-    from lenga.survey import lsst, ztf
 
     if survey_name == "ztf":
         assign_ids(objects, source_id_base=0)
         sim_ztf.assign_candids(objects, offset=0)
-        rows = [ztf.extract(_plain(sim_ztf.build_record(o, i))).alert for o, i in zip(objects, epochs, strict=True)]
     else:
         assign_ids(objects, source_id_base=sim_lsst.DIA_SOURCE_ID_BASE)
         sim_lsst.prepare(objects)
+
+
+def alert_rows(survey_name: str, objects: list, epochs: list[int]) -> pa.Table:
+    """The alerts-table rows (lenga.schema.ALERTS, before the decoder's batch completion) of the
+    given detections of objects with ids, built by the simulator's record builders and the
+    decoder's ``extract``."""
+    from lenga.sim import lsst as sim_lsst
+    from lenga.sim import ztf as sim_ztf
+    from lenga.survey import lsst, ztf
+
+    if survey_name == "ztf":
+        rows = [ztf.extract(_plain(sim_ztf.build_record(o, i))).alert for o, i in zip(objects, epochs, strict=True)]
+    else:
         rows = [lsst.extract(sim_lsst.build_record(o, i, LSST_SCHEMA), LSST_SCHEMA).alert
                 for o, i in zip(objects, epochs, strict=True)]
     return pa.Table.from_pylist(rows, schema=schema.ALERTS)
@@ -148,6 +158,7 @@ def mask_augment(images: np.ndarray, rng: np.random.Generator, fraction: float =
 def build_stamp_set(survey_name: str, n_per_class: int, seed: int, augment: bool = True) -> StampSet:
     """A balanced simulated set of first detections with the inference path's inputs."""
     objects, epochs, labels = first_detections(survey_name, n_per_class, seed)
+    assign_survey_ids(survey_name, objects)
     table = alert_rows(survey_name, objects, epochs)
     images, reasons = stamp_batch([table[c].to_pylist() for c in CUTOUT_COLUMNS])
     bad = [r for r in reasons if r is not None]

@@ -1,0 +1,86 @@
+"""Throughput of stamp classification on one process (for jobs/benchmark.py).
+
+``measure`` simulates ``n_alerts`` first detections (alerts-table rows with gzipped FITS cutouts,
+lenga.stamps.dataset), loads the shipped model and classifies them in Arrow batches of
+``batch_size`` exactly as the stream's UDF does per task (decode + crop + normalise, features,
+torch forward, long-format rows). It reports alerts/s end to end and of the two halves
+(preprocessing, network), with CPU seconds: the machine is shared, wall time alone misleads.
+
+    python -m lenga.stamps.bench --alerts 4000 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from lenga.stamps.dataset import alert_rows, assign_survey_ids, first_detections
+from lenga.stamps.features import metadata_features
+from lenga.stamps.inference import StampClassifier
+from lenga.stamps.preprocess import CUTOUT_COLUMNS, stamp_batch
+from lenga.stamps.step import DEFAULTS, REPO_ROOT
+
+
+def _timed(fn) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def measure(n_alerts: int = 4000, survey: str = "ztf", batch_size: int = 2000, threads: int = 2,
+            model_dir: str | None = None, seed: int = 0) -> dict:
+    """Stamps (alert cutout triplets) per second through the classifier, end to end and per half."""
+    classifier = StampClassifier.load(model_dir or REPO_ROOT / DEFAULTS["models"][survey])
+    objects, epochs, _ = first_detections(survey, max(n_alerts // 5, 1), seed)
+    assign_survey_ids(survey, objects)
+    table = alert_rows(survey, objects, epochs)
+    batches = table.to_batches(max_chunksize=batch_size)
+    torch.set_num_threads(threads)
+    classifier.classify(batches[0])  # warm-up: torch kernels, astropy frames
+
+    def run_all():
+        for batch in batches:
+            classifier.classify(batch)
+
+    def preprocess():
+        for batch in batches:
+            stamp_batch([batch.column(c).to_pylist() for c in CUTOUT_COLUMNS])
+            metadata_features(batch, survey)
+
+    images, _ = stamp_batch([table.column(c).to_pylist() for c in CUTOUT_COLUMNS])
+    features = metadata_features(table, survey)
+
+    def network():
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                sl = slice(start, start + batch_size)
+                classifier.model(torch.from_numpy(images[sl]), torch.from_numpy(features[sl]))
+
+    total_wall, total_cpu = _timed(run_all)
+    pre_wall, pre_cpu = _timed(preprocess)
+    net_wall, net_cpu = _timed(network)
+    n = table.num_rows
+    return {
+        "survey": survey, "alerts": n, "batch_size": batch_size, "torch_threads": threads,
+        "stamps_per_s": n / total_wall, "wall_s": total_wall, "cpu_s": total_cpu,
+        "preprocess_per_s": n / pre_wall, "preprocess_cpu_s": pre_cpu,
+        "network_per_s": n / net_wall, "network_cpu_s": net_cpu,
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--alerts", type=int, default=4000)
+    parser.add_argument("--survey", choices=["ztf", "lsst"], default="ztf")
+    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", help="model directory (default: the configured one)")
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.alerts, args.survey, args.batch_size, args.threads, args.model), indent=2))
+
+
+if __name__ == "__main__":
+    main()
