@@ -160,3 +160,53 @@ def test_context_comes_from_the_latest_alert_in_any_order():
     assert list(expected.columns) == ["survey", "objectId", "mjd", "candid", *CONTEXT_COLUMNS]
     with pytest.raises(ValueError, match="lacks column"):
         latest_context(alerts.drop(columns=["srmag1"]))
+
+
+def _same_state(a: tuple, b: tuple) -> bool:
+    """State tuples equal value by value, NaN equal to NaN."""
+    return len(a) == len(b) and all(
+        len(x) == len(y) and all(u == v or (u != u and v != v) for u, v in zip(x, y, strict=True))
+        for x, y in zip(a, b, strict=True))
+
+
+def _as_from_spark(points: pd.DataFrame) -> pd.DataFrame:
+    """Points as the processor receives them: candid NO_CANDID for non-detections, no NA ints."""
+    from lenga.aggregate import NO_CANDID
+
+    return points.assign(candid=points["candid"].fillna(NO_CANDID).astype("int64"))
+
+
+def test_processor_fast_merge_equals_the_general_merge(points):
+    from udfs.aggregate import curve_state, merged_state
+
+    rng = np.random.default_rng(8)
+    for obj, group in points.groupby("objectId"):
+        key = (group["survey"].iloc[0], obj)
+        for trial in range(6):
+            shuffled = group.sample(frac=1.0, random_state=trial)
+            cut = int(rng.integers(0, len(group)))
+            stored = curve_state(merge_curves(shuffled.iloc[:cut])) if cut else None
+            new = shuffled.iloc[cut:]
+            if trial % 2:  # repeated points (a replay): the general merge decides between the copies
+                new = pd.concat([new, shuffled.iloc[: max(cut, 1)]])
+            expected = curve_state(merge_curves(group))
+            assert _same_state(merged_state(key, stored, _as_from_spark(new)), expected), (obj, trial)
+    with pytest.raises(ValueError, match="unknown point kind"):
+        merged_state(("ztf", "x"), None, _as_from_spark(points.assign(kind="limit")))
+
+
+def test_processor_context_is_the_latest_alert():
+    from udfs.aggregate import latest_context_state
+
+    alerts = pd.DataFrame({"survey": "ztf", "objectId": "A", "mjd": [60001.0, 60003.0, 60003.0, 60002.0],
+                           "candid": [5, 9, 6, 7], "sgscore1": [0.1, 0.9, 0.2, 0.3], "distpsnr1": [1.0, 3.0, 2.0, None],
+                           "srmag1": [17.0, 19.0, 18.0, 17.5], "extendedness": None})
+    expected = latest_context(alerts).iloc[0]
+    for order in (alerts, alerts.iloc[::-1]):
+        state = latest_context_state(None, order)
+        assert state == (60003.0, 9, 0.9, 3.0, 19.0, None) == (expected["mjd"], expected["candid"], 0.9, 3.0, 19.0,
+                                                               None)
+    # a stored context wins only when it is later (or the very same alert)
+    assert latest_context_state((60004.0, 1, 0.5, None, None, None), alerts)[:2] == (60004.0, 1)
+    assert latest_context_state((60000.0, 1, 0.5, None, None, None), alerts)[:2] == (60003.0, 9)
+    assert latest_context_state(None, alerts.iloc[:0]) is None

@@ -4,6 +4,11 @@
   stored curve (one ValueState of arrays, one entry per object in the RocksDB state store) is merged
   with the batch's new points by :func:`lenga.aggregate.merge_curves`, stored back, and emitted as
   one row of arrays (``CURVES_SCHEMA``): the full de-duplicated curve of every touched object.
+  The processor runs once per touched object, so its per-object cost bounds the query's speed: the
+  common case (new points that the stored curve does not hold yet: the ingest tables are already
+  de-duplicated) is merged on plain Python lists by :func:`merged_state` (~0.2 ms for an 80-point
+  curve instead of ~5 ms through pandas); any repeated point (a replay, a rebuild, late copies) goes
+  through the general :func:`lenga.aggregate.merge_curves`, whose result the fast path reproduces.
 * :func:`statistics_batches` is the ``mapInArrow`` step that turns those curve rows into ``objects``
   rows, many objects per call (one row is one whole object, so Arrow batches never split a curve).
 
@@ -35,9 +40,9 @@ from lenga.aggregate import (
     CURVE_COLUMNS,
     CURVE_DTYPES,
     DETECTION,
+    KINDS,
     NO_CANDID,
     OBJECT_KEY,
-    latest_context,
     merge_curves,
     object_statistics,
 )
@@ -88,6 +93,75 @@ def spark_points(frame: pd.DataFrame) -> pd.DataFrame:
     return _restore_candid(frame.copy(), frame["candid"].to_numpy(dtype=np.int64))
 
 
+_COLUMN_INDEX = {c: i for i, c in enumerate(CURVE_COLUMNS)}
+_FLOAT_COLUMNS = [c for c in CURVE_COLUMNS if CURVE_DTYPES[c] == "float64"]
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _new_points(points: pd.DataFrame) -> tuple[list, ...]:
+    """Points of one object as received from Spark, as state lists (what :func:`curve_state` would
+    store after :func:`spark_points`), validated like :func:`lenga.aggregate.merge_curves`."""
+    kind = points["kind"].tolist()
+    unknown = set(kind) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown point kind(s) {sorted(map(str, unknown))}; expected one of {KINDS}")
+    columns = {c: points[c].to_numpy(dtype=float).tolist() for c in _FLOAT_COLUMNS}
+    if any(m != m for m in columns["mjd"]):
+        raise ValueError("every light-curve point needs mjd and band")
+    columns["kind"] = kind
+    columns["band"] = points["band"].tolist()
+    if any(_missing(b) for b in columns["band"]):
+        raise ValueError("every light-curve point needs mjd and band")
+    columns["candid"] = [int(c) if k == DETECTION else None
+                         for k, c in zip(kind, points["candid"].to_numpy(dtype=np.int64).tolist(), strict=True)]
+    columns["isdiffpos"] = [None if _missing(v) else bool(v) for v in points["isdiffpos"].tolist()]
+    return tuple(columns[c] for c in CURVE_COLUMNS)
+
+
+def _point_key(kind: str, candid, band: str, mjd: float) -> tuple:
+    """The de-duplication key of a point (lenga.aggregate: candid of a detection, else kind/band/mjd)."""
+    return (kind, candid) if kind == DETECTION else (kind, band, mjd)
+
+
+def merged_state(key: tuple[str, str], stored: tuple | None, points: pd.DataFrame) -> tuple[list, ...]:
+    """The state of one object after adding ``points`` (a Spark pandas frame) to its ``stored`` state:
+    the same lists as ``curve_state(merge_curves(spark_points(points), stored_curve(key, stored)))``.
+
+    When no point is repeated (in ``points`` or against ``stored``), the union is just the
+    concatenation sorted like ``merge_curves`` (mjd, kind, band, candid): done on lists. Otherwise
+    the general merge decides between the copies.
+    """
+    new = _new_points(points)
+    columns = new if stored is None else tuple(list(a) + b for a, b in zip(stored, new, strict=True))
+    kind, candid, band, mjd = (columns[_COLUMN_INDEX[c]] for c in ("kind", "candid", "band", "mjd"))
+    keys = {_point_key(*point) for point in zip(kind, candid, band, mjd, strict=True)}
+    if len(keys) < len(kind):
+        parts = [spark_points(points)] + ([stored_curve(key, stored)] if stored is not None else [])
+        return curve_state(merge_curves(*parts))
+    order = sorted(range(len(kind)), key=lambda i: (mjd[i], kind[i], band[i],
+                                                    NO_CANDID if candid[i] is None else candid[i]))
+    return tuple([column[i] for i in order] for column in columns)
+
+
+def latest_context_state(stored: tuple | None, alerts: pd.DataFrame) -> tuple | None:
+    """The context state (mjd, candid, *CONTEXT_COLUMNS) of the latest of ``alerts`` and ``stored``:
+    largest (mjd, candid), the stored one on a tie, as :func:`lenga.aggregate.latest_context`."""
+    columns = ["mjd", "candid", *CONTEXT_COLUMNS]
+    candidates = [tuple(row) for row in alerts[columns].itertuples(index=False, name=None)]
+    if stored is not None:
+        candidates.append(tuple(stored))
+    if not candidates:
+        return None
+    latest = candidates[0]
+    for row in candidates[1:]:
+        if (row[0], row[1]) >= (latest[0], latest[1]):
+            latest = row
+    return tuple(None if _missing(v) else v for v in latest)
+
+
 class LightCurveProcessor(StatefulProcessor):
     """Keeps each object's de-duplicated light curve and latest alert context in the state store;
     emits both when the object is touched.
@@ -106,15 +180,10 @@ class LightCurveProcessor(StatefulProcessor):
         self.curve = handle.getValueState("curve", CURVE_STATE_SCHEMA, self.ttl_ms)
         self.context = handle.getValueState("context", CONTEXT_STATE_SCHEMA, self.ttl_ms)
 
-    def _context(self, key: tuple[str, str], alerts: pd.DataFrame) -> tuple:
-        columns = [field.name for field in CONTEXT_STATE_SCHEMA.fields]
-        if self.context.exists():
-            stored = pd.DataFrame([self.context.get()], columns=columns).assign(survey=key[0], objectId=key[1])
-            alerts = pd.concat([alerts, stored], ignore_index=True) if len(alerts) else stored
-        if not len(alerts):
-            return (None,) * len(columns)
-        latest = latest_context(alerts).iloc[0]
-        state = tuple(None if pd.isna(value) else value for value in latest[columns])
+    def _context(self, alerts: pd.DataFrame) -> tuple:
+        state = latest_context_state(self.context.get(), alerts)  # get(): None when absent
+        if state is None:
+            return (None,) * len(CONTEXT_STATE_SCHEMA.fields)
         self.context.update(state)
         return state
 
@@ -122,14 +191,12 @@ class LightCurveProcessor(StatefulProcessor):
         frames = list(rows)
         rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         is_alert = (rows["kind"] == ALERT).to_numpy()
-        context = self._context(key, rows.loc[is_alert])
-        parts = [spark_points(rows.loc[~is_alert])]
-        if self.curve.exists():
-            parts.append(stored_curve(key, self.curve.get()))
-        curve = merge_curves(*parts)
-        if curve.empty:  # only alert rows so far: their detections come with a later commit
+        context = self._context(rows.loc[is_alert])
+        stored = self.curve.get()  # each state call is a round trip to the JVM: no exists() first
+        points = rows.loc[~is_alert]
+        if stored is None and points.empty:  # only alert rows so far: their detections come later
             return
-        state = curve_state(curve)
+        state = merged_state(key, stored, points) if len(points) else tuple(list(c) for c in stored)
         self.curve.update(state)
         yield pd.DataFrame({"survey": [key[0]], "objectId": [key[1]],
                             **{c: [v] for c, v in zip(CURVE_COLUMNS, state, strict=True)},
