@@ -175,3 +175,134 @@ def test_sersic_host_holds_its_flux():
     img = cutouts.sersic_galaxy(5000.0, 3.0, 1.0, 0.2, 0.5, 31.0, 31.0, psf_fwhm_pix=2.0)
     assert img.sum() == pytest.approx(5000.0, rel=0.1)
     assert np.unravel_index(np.argmax(img), img.shape) == (31, 31)
+
+
+ALERCE = {"Transient": ("SNIa", "SNIbc", "SNII", "SLSN"), "Stochastic": ("QSO", "AGN", "Blazar", "CV/Nova", "YSO"),
+          "Periodic": ("LPV", "E", "DSCT", "RRL", "CEP", "Periodic-Other")}
+STAMP = {"Transient": "SN", "Periodic": "VS"}
+
+
+def test_the_fifteen_alerce_classes_are_registered_with_stamp_class_and_host():
+    from lenga.sim.classes import ALERCE_CLASSES
+
+    assert ALERCE_CLASSES == ALERCE
+    for branch, names in ALERCE.items():
+        for name in names:
+            model = LIGHT_CURVE_CLASSES[name]
+            expected = STAMP.get(branch) or ("VS" if name in ("CV/Nova", "YSO") else "AGN")
+            assert model.stamp_class == expected, name
+            assert model.host == {"SN": "galaxy", "AGN": "galaxy", "VS": "star"}[expected], name
+            ctx = _ctx()
+            p = model.sample(np.random.default_rng(20), ctx)
+            band = np.where(np.arange(ctx.epochs.size) % 2, "g", "r")
+            mag = model.magnitude(ctx.epochs, band, p)
+            ref = model.reference_magnitude(band, p)
+            assert not np.isnan(mag).any() and not np.isnan(ref).any(), name
+            if model.host == "galaxy":
+                assert np.isfinite(p["host_mag"]) and p["z"] > 0, name  # the demo catalog needs both
+
+
+def test_supernova_classes_differ_in_luminosity_and_time_scales():
+    peaks = {}
+    for name in ("SNIa", "SNIbc", "SNII", "SLSN"):
+        model = LIGHT_CURVE_CLASSES[name]
+        draws = [model.sample(np.random.default_rng(k), _ctx()) for k in range(200)]
+        peaks[name] = np.median([p["m_peak"] - lightcurves.distance_modulus(p["z"]) for p in draws])
+        before = [model.magnitude(np.array([p["t_peak"] - 400.0]), np.array(["g"]), p)[0] for p in draws[:20]]
+        assert all(m > p["m_peak"] + 8 for m, p in zip(before, draws, strict=False)), name  # not there yet
+    assert peaks["SLSN"] < -20.5 < peaks["SNIa"] < -19 < peaks["SNIbc"] < -17 < peaks["SNII"] + 0.5
+
+
+def test_type_ii_plateau_then_drop_onto_the_cobalt_tail():
+    model = LIGHT_CURVE_CLASSES["SNII"]
+    p = model.sample(np.random.default_rng(5), _ctx())
+    t_pt, z = p["tau_fall"], p["z"]
+    r = lambda dt: model.magnitude(p["t_peak"] + np.atleast_1d(dt), np.array(["r"]), p)[0]  # noqa: E731
+    assert r(0.0) == pytest.approx(p["m_peak"], abs=1e-9)
+    assert r(0.8 * t_pt) - r(0.0) <= 3.0 * 0.8 * t_pt / 100 / (1 + z) * 1.01  # slow plateau (<= 3 mag/100 d)
+    assert r(t_pt + 6 * p["drop_width"]) - r(t_pt - 6 * p["drop_width"]) > 0.9  # the drop
+    tail = (r(t_pt + 200.0) - r(t_pt + 100.0)) / 100.0
+    assert tail == pytest.approx(0.0098 / (1 + z), rel=0.05)  # 56Co decay rate
+
+
+def test_eclipse_depth_follows_the_geometry():
+    from lenga.sim.classes.periodic import EclipsingBinary, circle_overlap
+
+    assert circle_overlap(np.array([0.0]), 0.2, 0.1)[0] == pytest.approx(np.pi * 0.01)
+    assert circle_overlap(np.array([0.5]), 0.2, 0.2)[0] == 0.0
+    model = EclipsingBinary()
+    # equal stars, central eclipse, no ellipsoidal term: half the light is hidden at phase 0
+    p = {"period": 2.0, "phase0": 0.0, "r1": 0.1, "r2": 0.1, "cos_i": 0.0, "j_r": 1.0, "m_r": 15.0}
+    flux = model.relative_flux(np.array([0.0, 0.25, 0.5]), np.array(["r"] * 3), p)
+    ellipsoidal = model.ELLIPSOIDAL_SCALE * 0.2**3
+    assert flux[0] == pytest.approx(0.5 * (1 - ellipsoidal), rel=1e-9)
+    assert flux[1] == pytest.approx(1 + ellipsoidal, rel=1e-9)
+    # a colder secondary: the eclipse of the hotter primary (phase 0) is the deeper one, more so in g
+    p["j_r"] = 0.3
+    g = model.magnitude(np.array([0.0, 1.0]), np.array(["g", "g"]), p)
+    r = model.magnitude(np.array([0.0, 1.0]), np.array(["r", "r"]), p)
+    assert g[0] - g[1] > r[0] - r[1] > 0
+
+
+@pytest.mark.parametrize("name", ["CEP", "DSCT", "Periodic-Other"])
+def test_fourier_pulsators_repeat_with_the_drawn_amplitude(name):
+    model = LIGHT_CURVE_CLASSES[name]
+    p = model.sample(np.random.default_rng(8), _ctx())
+    lo, hi = 10 ** np.array(model.PERIOD_LOG10)
+    assert lo <= p["period"] <= hi and model.AMPLITUDE[0] <= p["amplitude"] <= model.AMPLITUDE[1]
+    t = 60000.0 + np.linspace(0, p["period"], 3000, endpoint=False)
+    g = model.magnitude(t, np.full(t.size, "g"), p)
+    if name != "Periodic-Other":  # spots modulate the amplitude of the rotators
+        assert np.ptp(g) == pytest.approx(p["amplitude"], rel=0.01)
+        assert model.magnitude(t + 5 * p["period"], np.full(t.size, "g"), p) == pytest.approx(g, abs=1e-6)
+
+
+def test_blazar_red_noise_has_the_drawn_spectral_slope():
+    from lenga.sim.classes.stochastic import red_noise
+
+    x = red_noise(np.random.default_rng(1), 2**14, 2.0)
+    assert x.std() == pytest.approx(1.0) and abs(x.mean()) < 1e-9
+    power = np.abs(np.fft.rfft(x))[1:] ** 2
+    freq = np.fft.rfftfreq(x.size)[1:]
+    slope = np.polyfit(np.log(freq[10:2000]), np.log(power[10:2000]), 1)[0]
+    assert slope == pytest.approx(-2.0, abs=0.3)
+
+
+def test_cataclysmic_outbursts_and_novae():
+    model = LIGHT_CURVE_CLASSES["CV/Nova"]
+    ctx = SampleContext(epochs=np.arange(60000.0, 61000.0, 0.25), window=(60100.0, 61000.0), depth=20.6)
+    kinds = {"nova": 0, "dwarf": 0}
+    for k in range(40):
+        p = model.sample(np.random.default_rng(k), ctx)
+        up = model.brightening(ctx.epochs, p)
+        assert up.min() == 0.0 and p["amplitude"].min() - 0.3 <= up.max() <= p["amplitude"].max() + 1e-9
+        kinds["nova" if p["amplitude"].size == 1 and p["amplitude"][0] >= 8 else "dwarf"] += 1
+        assert np.all(model.reference_magnitude(np.array(["r"]), p) == p["m_q"])
+    assert 2 <= kinds["nova"] <= 16  # 20% novae
+
+
+def test_yso_dips_are_deeper_in_the_blue():
+    model = LIGHT_CURVE_CLASSES["YSO"]
+    ctx = _ctx()
+    for k in range(30):
+        p = model.sample(np.random.default_rng(k), ctx)
+        if p["kind"] == 1.0 and p["t_event"].size:
+            t = np.array([p["t_event"][0]] * 2)
+            dip = model._events(t, p)[0]
+            g, r = model.magnitude(t, np.array(["g", "r"]), p)
+            base_g, base_r = model.magnitude(t, np.array(["g", "r"]), {**p, "event_mag": 0 * p["event_mag"]})
+            assert g - base_g == pytest.approx(1.44 * dip) and r - base_r == pytest.approx(dip) and dip > 0.29
+            return
+    pytest.fail("no dipper among 30 draws")
+
+
+def test_seasons_leave_yearly_gaps_and_keep_the_last_night():
+    rng = np.random.default_rng(12)
+    nights = survey.night_conditions(survey.ZTF, rng, 60000, 3 * 365)
+    ep = survey.schedule(survey.ZTF, rng, nights)
+    night = np.unique(np.floor(ep.mjd))
+    gaps = np.diff(night)
+    yearly = gaps[gaps > 60]  # weather alone never stops a field for two months
+    assert 2 <= yearly.size <= 3  # one gap a year in three years
+    assert yearly == pytest.approx(np.full(yearly.size, 365.25 - survey.ZTF.season_days), abs=25)
+    assert night[-1] > nights.night_mjd[-1] - 20  # observable now
