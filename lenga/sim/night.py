@@ -28,7 +28,15 @@ from lenga.sim.survey import SURVEYS, night_conditions
 
 # Default class mix: roughly the composition of the ZTF alert stream by object (variable stars
 # and bogus dominate, Förster et al. 2021), with enough transients and AGN for the classifiers.
+# (Kept at the first classes: the demo's cross-match tests list them.)
 DEFAULT_CLASS_MIX = {"SNIa": 0.25, "RRL": 0.15, "QSO": 0.2, "LPV": 0.1, "star": 0.15, "asteroid": 0.15}
+# Every class of the 15-class light-curve taxonomy plus constant stars and asteroids, weighted loosely
+# like the ZTF alert stream by object (periodic stars and AGN dominate, supernovae are a few per cent;
+# Förster et al. 2021, Sánchez-Sáez et al. 2021): pass it as ``SimConfig(class_mix=LC_CLASS_MIX)`` or
+# as the ``simulate.class_mix`` setting.
+LC_CLASS_MIX = {"SNIa": 0.06, "SNIbc": 0.02, "SNII": 0.04, "SLSN": 0.01, "QSO": 0.08, "AGN": 0.05, "Blazar": 0.02,
+                "CV/Nova": 0.03, "YSO": 0.05, "LPV": 0.08, "E": 0.15, "DSCT": 0.04, "RRL": 0.1, "CEP": 0.02,
+                "Periodic-Other": 0.1, "star": 0.1, "asteroid": 0.05}
 DEFAULT_TOPICS = {"ztf": "ztf_alerts", "lsst": "lsst_alerts"}
 # First alert night: 2025-05-01 (MJD 60796), when both ZTF and Rubin were observing.
 DEFAULT_START_MJD = 60796
