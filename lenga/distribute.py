@@ -252,10 +252,10 @@ def lc_part(lake: Lake, keys: DataFrame) -> DataFrame | None:
         F.max("lastmjd").cast("double").alias("lc_lastmjd"))
 
 
-def enrich(lake: Lake, alerts: DataFrame) -> DataFrame:
-    """The enriched alerts (``ENRICHED_SCHEMA``) of a batch of alerts (``ALERT_COLUMNS``)."""
+def enrich(lake: Lake, alerts: DataFrame, nights: list[int]) -> DataFrame:
+    """The enriched alerts (``ENRICHED_SCHEMA``) of a batch of alerts (``ALERT_COLUMNS``) observed
+    in ``nights``."""
     keys = F.broadcast(alerts.select(*OBJECT_KEY).distinct())
-    nights = sorted(r[0] for r in alerts.select("night").distinct().collect())
     enriched = alerts
     for part in (object_part(lake, keys), features_part(lake, keys), *xmatch_parts(lake, keys), lc_part(lake, keys)):
         if part is not None:
@@ -368,8 +368,9 @@ def activate(spark: SparkSession, filters: FilterSet, bootstrap_servers: str,
     return ActiveFilters(compiled, ids)
 
 
-def build_messages(lake: Lake, enriched: DataFrame, active: ActiveFilters) -> DataFrame | None:
-    """Every filter's messages (topic, key, value, headers) for one batch of enriched alerts."""
+def build_messages(lake: Lake, enriched: DataFrame, nights: list[int], active: ActiveFilters) -> DataFrame | None:
+    """Every filter's messages (topic, key, value, headers) for one batch of enriched alerts
+    observed in ``nights``."""
     if not active.filters:
         return None
     selections = [(c.spec, select_alerts(enriched, c)) for c in active.filters]
@@ -380,10 +381,9 @@ def build_messages(lake: Lake, enriched: DataFrame, active: ActiveFilters) -> Da
         curves = object_curves(lake, objects)
     full = [s for spec, s in selections if spec.payload == "full"]
     if full:
-        wanted = reduce(DataFrame.unionByName, [s.select(*ALERT_KEY, "night") for s in full]).distinct()
-        nights = sorted(r[0] for r in wanted.select("night").distinct().collect())
-        cutouts = (lake.read(TABLE_SPECS["alerts"], nights or None).select(*ALERT_KEY, *CUTOUT_COLUMNS)
-                   .join(F.broadcast(wanted.select(*ALERT_KEY)), ALERT_KEY, "left_semi"))
+        wanted = reduce(DataFrame.unionByName, [s.select(*ALERT_KEY) for s in full]).distinct()
+        cutouts = (lake.read(TABLE_SPECS["alerts"], nights).select(*ALERT_KEY, *CUTOUT_COLUMNS)
+                   .join(F.broadcast(wanted), ALERT_KEY, "left_semi"))
     parts = [payload_rows(selected, spec, curves, cutouts)
              .mapInArrow(_encoder(spec.payload, spec.topic, spec.name, active.schema_ids.get(spec.topic)),
                          from_arrow_schema(MESSAGE_SCHEMA))
@@ -448,16 +448,19 @@ class DistributionWriter:
         alerts = alerts.persist(StorageLevel.MEMORY_AND_DISK)
         enriched = messages = None
         try:
-            count = alerts.count()
+            summary = alerts.agg(F.count("*").alias("n"), F.collect_set("night").alias("nights")).first()
+            count, nights = summary["n"], sorted(summary["nights"])
             published: dict[str, int] = {}
             if count and active.filters:
-                enriched = enrich(self.lake, alerts).persist(StorageLevel.MEMORY_AND_DISK)
-                messages = build_messages(self.lake, enriched, active).persist(StorageLevel.MEMORY_AND_DISK)
+                # Materialised with a truncated plan: every filter, payload and union below would
+                # otherwise re-analyse the dozen joins of the enrichment (seconds per operation).
+                enriched = enrich(self.lake, alerts, nights).localCheckpoint(eager=True)
+                messages = build_messages(self.lake, enriched, nights, active).localCheckpoint(eager=True)
                 published = {r["topic"]: r["n"] for r in messages.groupBy("topic").agg(F.count("*").alias("n")).collect()}
                 if published:
                     write_messages(messages, self.bootstrap_servers, self.settings.producer_options)
         finally:
-            for frame in (messages, enriched, alerts):
+            for frame in (messages, enriched, alerts):  # localCheckpoint blocks are unpersisted too
                 if frame is not None:
                     frame.unpersist()
         by_filter = {c.spec.name: published.get(c.spec.topic, 0) for c in active.filters}
@@ -517,7 +520,8 @@ def run_distribution(config: Config, spark: SparkSession | None = None,
 # --- benchmark ---------------------------------------------------------------------------------------
 
 def _tree_cpu_seconds() -> float:
-    """CPU seconds of this process and its children (the JVM, Spark's Python workers)."""
+    """CPU seconds of this process and its children (the JVM, Spark's Python workers, and an
+    embedded broker if this process started one)."""
     me = psutil.Process(os.getpid())
     total = 0.0
     for process in [me, *me.children(recursive=True)]:
@@ -533,8 +537,9 @@ def measure(spark: SparkSession, lake: Lake, bootstrap_servers: str, filters_fil
             repeats: int = 3, registry_url: str | None = None) -> dict:
     """Alerts/s through the distribution step: the whole ``alerts`` table of ``lake`` as one batch,
     through every filter of ``filters_file`` (default conf/filters.yaml) to Kafka, ``repeats`` times
-    (the first also warms up: its time is reported apart). CPU seconds cover the driver, the JVM and
-    Spark's Python workers; on a shared machine trust them over wall-clock time."""
+    (the first also warms up: its time is reported apart). CPU seconds cover the driver, the JVM,
+    Spark's Python workers (and an embedded broker started by this process); on a shared machine
+    trust them over wall-clock time."""
     if repeats < 2:
         raise ValueError("repeats must be >= 2: the first batch warms up")
     settings = FilterSettings(file=filters_file, schema_registry_url=registry_url)
