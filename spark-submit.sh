@@ -104,6 +104,9 @@ PY
       --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension
       --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog)
   fi
+  # From the repository root, as locally: relative paths (lake, conf/catalogs.yaml entries, model
+  # directories) mean the same in both modes.
+  cd "$ROOT"
   exec "$VENV/bin/spark-submit" --master "$master" "${connectors[@]}" \
     --conf "spark.pyspark.python=${LENGA_CLUSTER_PYTHON:-$PYSPARK_PYTHON}" \
     --py-files "$dist/lenga.zip" "$script" "$@"

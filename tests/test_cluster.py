@@ -140,7 +140,9 @@ def test_executor_python_cannot_see_the_checkout(tmp_path):
     """The premise of the cluster test: without the zip, an executor could not import lenga."""
     python = executor_python(tmp_path)
     probe = "import pyarrow, pyspark, fastavro\ntry:\n import lenga\nexcept ImportError:\n print('no lenga')"
-    result = subprocess.run([str(python), "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # an executor's comes from Spark
+    result = subprocess.run([str(python), "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "no lenga"
 

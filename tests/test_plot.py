@@ -31,6 +31,15 @@ from lenga.viz.read import LC_TABLE, STAMP_TABLE, latest_classification, load_ob
 ROOT = Path(__file__).resolve().parents[1]
 STAMP_CLASSES = ["AGN", "SN", "VS", "asteroid", "bogus"]
 TOP_CLASSES = ["Periodic", "Stochastic", "Transient"]
+# The agreed session-2 table schemas (column order and types of the classifiers' writers).
+STAMP_SCHEMA = pa.schema([("survey", pa.string()), ("objectId", pa.string()), ("candid", pa.int64()),
+                          ("night", pa.int32()), ("mjd", pa.float64()), ("classifier", pa.string()),
+                          ("classifier_version", pa.string()), ("class_name", pa.string()),
+                          ("probability", pa.float32()), ("ranking", pa.int32()), ("ingest_batch_id", pa.int64())])
+LC_SCHEMA = pa.schema([("survey", pa.string()), ("objectId", pa.string()), ("night", pa.int32()),
+                       ("lastmjd", pa.float64()), ("ndet", pa.int64()), ("classifier", pa.string()),
+                       ("classifier_version", pa.string()), ("level", pa.string()), ("class_name", pa.string()),
+                       ("probability", pa.float64()), ("ranking", pa.int32()), ("batch_id", pa.int64())])
 
 
 @pytest.fixture(scope="session")
@@ -92,8 +101,8 @@ def classified_lake(lake, object_id, tmp_path_factory) -> tuple[Path, dict]:
                        "ndet": 5, "classifier": "lc_classifier", "classifier_version": version, "level": level,
                        "class_name": names[i], "probability": probabilities[i], "ranking": rank,
                        "batch_id": 1 if curve == "new" else 0})
-    write_deltalake(str(root / STAMP_TABLE), pa.Table.from_pylist(stamp), partition_by=["night"])
-    write_deltalake(str(root / LC_TABLE), pa.Table.from_pylist(lc), partition_by=["night"])
+    write_deltalake(str(root / STAMP_TABLE), pa.Table.from_pylist(stamp, STAMP_SCHEMA), partition_by=["night"])
+    write_deltalake(str(root / LC_TABLE), pa.Table.from_pylist(lc, LC_SCHEMA), partition_by=["night"])
     return root, {"expected": expected, "first": first, "latest": latest, "leaf_classes": leaf_classes}
 
 
