@@ -32,8 +32,10 @@ from lenga.sim.lightcurves import LIGHT_CURVE_CLASSES
 from lenga.sim.population import SimObject, make_object
 from lenga.sim.survey import MAG_PER_RELATIVE_FLUX, SURVEYS, night_conditions, njy_to_mag
 
-#: Objects simulated per task: enough for extract_features to run vectorised, small enough to balance.
+#: Objects simulated per task: enough for extract_features to run vectorised, small enough to balance;
+#: small sets use chunks of twice their size (the first n_per_class by key do not depend on it).
 CHUNK = 100
+MIN_CHUNK = 10
 #: First night of every training baseline (any date works; this is ZTF's first public season).
 START_MJD = 58300
 #: Days at the start of a baseline before alerts flow (so transients can rise inside the baseline).
@@ -143,13 +145,13 @@ def curves_table(surveys: list[str], object_ids: list[str], curves: list[dict[st
     return pa.table(columns)
 
 
-def _chunk(args: tuple[TrainingSetConfig, FeatureConfig, int, int]) -> tuple[int, int, pd.DataFrame, int]:
-    """Features of the classifiable objects among keys [chunk * CHUNK, (chunk + 1) * CHUNK)."""
+def _chunk(args: tuple[TrainingSetConfig, FeatureConfig, int, int, int]) -> tuple[int, int, pd.DataFrame, int]:
+    """Features of the classifiable objects among keys [chunk * size, (chunk + 1) * size)."""
     from udfs.features import curve_features  # the stream's own feature function
 
-    config, features_config, class_index, chunk = args
+    config, features_config, class_index, chunk, size = args
     surveys, ids, curves = [], [], []
-    for key in range(chunk * CHUNK, (chunk + 1) * CHUNK):
+    for key in range(chunk * size, (chunk + 1) * size):
         o = simulate_object(config, class_index, key)
         if classifiable(o, config):
             surveys.append(o.survey.name)
@@ -172,6 +174,7 @@ def build(config: TrainingSetConfig, features_config: FeatureConfig, processes: 
     on ``processes``. Raises if a class's acceptance falls below :data:`MIN_ACCEPTANCE`.
     """
     wanted = [LEAF_CLASSES.index(c) for c in classes]
+    size = min(CHUNK, max(MIN_CHUNK, 2 * config.n_per_class))
     done: dict[int, dict[int, pd.DataFrame]] = {c: {} for c in wanted}
     tried = dict.fromkeys(wanted, 0)
     accepted = dict.fromkeys(wanted, 0)
@@ -183,18 +186,18 @@ def build(config: TrainingSetConfig, features_config: FeatureConfig, processes: 
                 rows = sum(len(f) for f in done[c].values())
                 if rows >= config.n_per_class:
                     continue
-                if tried[c] >= 5 * CHUNK and accepted[c] < MIN_ACCEPTANCE * tried[c]:
+                if tried[c] >= 5 * size and accepted[c] < MIN_ACCEPTANCE * tried[c]:
                     raise RuntimeError(f"class {LEAF_CLASSES[c]}: only {accepted[c]} of {tried[c]} simulated "
                                        f"objects reach {config.min_detections} detections")
                 rate = max(accepted[c] / tried[c], MIN_ACCEPTANCE) if tried[c] else 0.5
-                n_chunks = int(np.ceil((config.n_per_class - rows) / rate / CHUNK))
+                n_chunks = int(np.ceil((config.n_per_class - rows) / rate / size))
                 first = len(done[c])
-                tasks += [(config, features_config, c, first + k) for k in range(n_chunks)]
+                tasks += [(config, features_config, c, first + k, size) for k in range(n_chunks)]
             if not tasks:
                 break
             for c, chunk, features, n_accepted in pool.imap_unordered(_chunk, tasks):
                 done[c][chunk] = features
-                tried[c] += CHUNK
+                tried[c] += size
                 accepted[c] += n_accepted
     parts = []
     for c in wanted:
