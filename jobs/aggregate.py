@@ -1,10 +1,12 @@
-"""The aggregation job: the lake's detections and non-detections → per-object light curves → ``objects``.
+"""The aggregation job: the lake's detections and non-detections → per-object light curves → ``objects``,
+then the object steps (``features``; see lenga.aggregation.object_steps).
 
     ./spark-submit.sh aggregate [--lake DIR] [--checkpoint DIR] [--trigger processing_time]
     ./spark-submit.sh aggregate --checkpoint NEW_DIR      after losing the state: replays the lake
 
 Runs beside (``--trigger processing_time``) or after (default: available_now) the ingest job; see
-lenga.aggregation for the design. Everything else comes from conf/lenga.yaml.
+lenga.aggregation for the design. Everything else comes from conf/lenga.yaml (feature settings:
+conf/features.yaml, overridable with ``--set features.<key>=<value>``).
 """
 
 from __future__ import annotations
@@ -34,8 +36,13 @@ def main(argv=None) -> None:
     changes = {k: v for k, v in (("checkpoint", args.checkpoint), ("trigger", args.trigger),
                                  ("state_ttl_days", args.state_ttl_days)) if v is not None}
     summary = run_aggregation(config, settings=dataclasses.replace(settings, **changes))
+    written = {}
+    for batch in summary.batches:
+        for table, result in batch.tables.items():
+            written[table] = written.get(table, 0) + result.rows
+    steps = "".join(f", {table} rows written: {rows:,}" for table, rows in written.items())
     print(f"[lenga] aggregation: {len(summary.batches)} micro-batches, {summary.objects_updated:,} object "
-          f"updates in {summary.wall_s:.1f} s; objects in {summary.lake_root}: {summary.objects_in_lake:,}")
+          f"updates in {summary.wall_s:.1f} s; objects in {summary.lake_root}: {summary.objects_in_lake:,}{steps}")
 
 
 if __name__ == "__main__":

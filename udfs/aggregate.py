@@ -1,7 +1,8 @@
 """Spark-facing light-curve aggregation (lenga.aggregate underneath).
 
 * :class:`LightCurveProcessor` is the ``transformWithStateInPandas`` processor: per object, the
-  stored curve (one ValueState of arrays, one entry per object in the RocksDB state store) is merged
+  stored curve (one ValueState of arrays and the latest alert context, one entry per object in the
+  RocksDB state store) is merged
   with the batch's new points by :func:`lenga.aggregate.merge_curves`, stored back, and emitted as
   one row of arrays (``CURVES_SCHEMA``): the full de-duplicated curve of every touched object.
   The processor runs once per touched object, so its per-object cost bounds the query's speed: the
@@ -51,8 +52,13 @@ _SPARK_TYPES = {"kind": StringType(), "candid": LongType(), "band": StringType()
 #: The state of one object: its curve as one array per curve column.
 CURVE_STATE_SCHEMA = StructType([StructField(c, ArrayType(_SPARK_TYPES.get(c, DoubleType()))) for c in CURVE_COLUMNS])
 #: The state of one object's context: its latest alert's mjd, candid and context columns.
-CONTEXT_STATE_SCHEMA = StructType([StructField("mjd", DoubleType()), StructField("candid", LongType()),
+CONTEXT_STATE_SCHEMA = StructType([StructField("alert_mjd", DoubleType()), StructField("alert_candid", LongType()),
                                    *[StructField(c, DoubleType()) for c in CONTEXT_COLUMNS]])
+#: The whole state of one object, one ValueState: every state call is a round trip between the
+#: Python worker and the JVM's state server, so one get and one update per touched object.
+OBJECT_STATE_SCHEMA = StructType([*CURVE_STATE_SCHEMA.fields, *CONTEXT_STATE_SCHEMA.fields])
+_N_CURVE = len(CURVE_COLUMNS)
+_NO_CONTEXT = (None,) * len(CONTEXT_STATE_SCHEMA.fields)
 #: What the processor emits: the object key, its full curve and its latest context.
 CURVES_SCHEMA = StructType([StructField("survey", StringType()), StructField("objectId", StringType()),
                             *CURVE_STATE_SCHEMA.fields, *[StructField(c, DoubleType()) for c in CONTEXT_COLUMNS]])
@@ -177,29 +183,27 @@ class LightCurveProcessor(StatefulProcessor):
         self.ttl_ms = ttl_ms
 
     def init(self, handle: StatefulProcessorHandle) -> None:
-        self.curve = handle.getValueState("curve", CURVE_STATE_SCHEMA, self.ttl_ms)
-        self.context = handle.getValueState("context", CONTEXT_STATE_SCHEMA, self.ttl_ms)
-
-    def _context(self, alerts: pd.DataFrame) -> tuple:
-        state = latest_context_state(self.context.get(), alerts)  # get(): None when absent
-        if state is None:
-            return (None,) * len(CONTEXT_STATE_SCHEMA.fields)
-        self.context.update(state)
-        return state
+        self.state = handle.getValueState("object", OBJECT_STATE_SCHEMA, self.ttl_ms)
 
     def handleInputRows(self, key, rows, timerValues) -> Iterator[pd.DataFrame]:
         frames = list(rows)
         rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         is_alert = (rows["kind"] == ALERT).to_numpy()
-        context = self._context(rows.loc[is_alert])
-        stored = self.curve.get()  # each state call is a round trip to the JVM: no exists() first
+        stored = self.state.get()  # None when absent; no exists() round trip first
+        stored_curve_lists = tuple(stored[:_N_CURVE]) if stored is not None else None
+        stored_context = tuple(stored[_N_CURVE:]) if stored is not None else None
+        has_context = stored_context is not None and stored_context[0] is not None
+        context = latest_context_state(stored_context if has_context else None, rows.loc[is_alert]) or _NO_CONTEXT
         points = rows.loc[~is_alert]
-        if stored is None and points.empty:  # only alert rows so far: their detections come later
+        if len(points):
+            curve = merged_state(key, stored_curve_lists, points)
+        else:
+            curve = stored_curve_lists or tuple([] for _ in CURVE_COLUMNS)
+        self.state.update((*curve, *context))
+        if not curve[0]:  # only alert rows so far: their detections come with a later commit
             return
-        state = merged_state(key, stored, points) if len(points) else tuple(list(c) for c in stored)
-        self.curve.update(state)
         yield pd.DataFrame({"survey": [key[0]], "objectId": [key[1]],
-                            **{c: [v] for c, v in zip(CURVE_COLUMNS, state, strict=True)},
+                            **{c: [v] for c, v in zip(CURVE_COLUMNS, curve, strict=True)},
                             **{c: [v] for c, v in zip(CONTEXT_COLUMNS, context[2:], strict=True)}})
 
     def close(self) -> None:
