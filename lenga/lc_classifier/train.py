@@ -169,6 +169,8 @@ Leaf level: macro precision {report['leaf']['macro_precision']:.3f}, recall {rep
   simplify, the real mix of classes and of light-curve lengths). `python -m lenga.lc_classifier.report`
   compares feature ranges of real alerts with the training set's. Scores on real labelled data (as
   ALeRCE's 0.96/0.99 top and 0.57/0.76 leaf precision/recall) are not measured here.
-- No alert context (star/galaxy score, distance to the nearest source), no cross-match colours.
+- No alert context (star/galaxy score, distance to the nearest source), no cross-match colours, no
+  fraction of negative detections: QSO/AGN/blazars with few detections near the limit pass for
+  transients (the main top-level error), and QSO vs AGN rests on time scales and amplitudes alone.
 - Balanced training: probabilities assume equal class priors, not the stream's class mix.
 """
