@@ -90,10 +90,11 @@ model and artefact kind).
 
 ## Training
 `.venv/bin/python jobs/train_stamp_classifier.py --survey {args.survey} --n-train {args.n_train} \\
---n-validation {args.n_validation} --n-test {args.n_test} --seed {args.seed} --version {args.version}`;
+--n-validation {args.n_validation} --n-test {args.n_test} --seed {args.seed} --max-epochs {args.max_epochs} \
+--threads {args.threads} --version {args.version}`;
 Adam, class-balanced cross-entropy, early stopping on the validation loss (best epoch
 {timing['best_epoch']} of {timing['epochs']}). Training {timing['train_wall_s']:.0f} s wall /
-{timing['train_cpu_s']:.0f} s CPU with {args.threads} torch threads; whole job (simulation included)
+{timing['train_cpu_s']:.0f} s CPU with {args.threads} torch thread(s); whole job (simulation included)
 {timing['job_wall_s']:.0f} s wall / {timing['job_cpu_s']:.0f} s CPU on {timing['machine']}
 (a shared 2-core machine: wall times are noisy).
 

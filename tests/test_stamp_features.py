@@ -13,8 +13,7 @@ from lenga.sim.lightcurves import LIGHT_CURVE_CLASSES, STAMP_CLASSES
 from lenga.sim.night import SimConfig, build_population, simulate
 from lenga.stamps import CLASSES
 from lenga.stamps.dataset import alert_rows
-from lenga.stamps.features import FEATURES, feature_names, metadata_features
-from lenga.stamps.preprocess import CUTOUT_COLUMNS, stamp_batch
+from lenga.stamps.features import CONTRAST_FEATURES, FEATURES, feature_names, metadata_features, model_inputs
 
 # One light-curve model of every stamp class, the bogus artefacts included.
 MIX = {next(name for name, m in sorted(LIGHT_CURVE_CLASSES.items()) if m.stamp_class == c): 1.0
@@ -41,12 +40,12 @@ def test_direct_path_equals_decoded_alerts(survey):
     by_candid = {c: k for k, c in enumerate(decoded["candid"].to_pylist())}
     order = pa.array([by_candid[c] for c in direct["candid"].to_pylist()])
     streamed = decoded.take(order)
+    direct_inputs, streamed_inputs = model_inputs(direct, survey), model_inputs(streamed, survey)
     # Equal up to float32 precision: ZTF packets store most candidate fields as Avro ``float``.
-    np.testing.assert_allclose(metadata_features(direct, survey), metadata_features(streamed, survey),
-                               rtol=2e-6, atol=2e-6)
-    direct_images, _ = stamp_batch([direct[c].to_pylist() for c in CUTOUT_COLUMNS])
-    streamed_images, _ = stamp_batch([streamed[c].to_pylist() for c in CUTOUT_COLUMNS])
-    np.testing.assert_array_equal(direct_images, streamed_images)
+    np.testing.assert_allclose(direct_inputs.features, streamed_inputs.features, rtol=2e-6, atol=2e-6)
+    np.testing.assert_array_equal(direct_inputs.images, streamed_inputs.images)
+    assert direct_inputs.features.shape[1] == len(feature_names(survey)) == len(FEATURES[survey]) + 2
+    assert np.isfinite(direct_inputs.features).all() and direct_inputs.reasons == [None] * direct.num_rows
     assert {o.class_name for o, _ in triggers} >= {"bogus"}
 
 
@@ -61,7 +60,8 @@ def test_features_are_bounded_and_sentinels_filled():
     ]
     table = pa.Table.from_pylist(rows, schema=pa.schema([schema.ALERTS.field(k) for k in rows[0]]))
     values = metadata_features(table, "ztf")
-    names = feature_names("ztf")
+    names = [f.name for f in FEATURES["ztf"]]
+    assert names + [f.name for f in CONTRAST_FEATURES] == feature_names("ztf")
     assert values.shape == (2, len(names)) and np.isfinite(values).all()
     for feature, column in zip(FEATURES["ztf"], values.T, strict=True):
         assert (column >= feature.lo).all() and (column <= feature.hi).all(), feature.name

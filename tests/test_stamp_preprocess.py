@@ -11,7 +11,15 @@ import pytest
 from astropy.io import fits
 
 from lenga.sim import cutouts
-from lenga.stamps.preprocess import CROP, CutoutError, centre_crop, normalise, read_fits, stamp_batch
+from lenga.stamps.preprocess import (
+    CROP,
+    CutoutError,
+    centre_crop,
+    contrast,
+    normalise,
+    read_fits,
+    stamp_batch,
+)
 
 
 def _astropy(payload: bytes) -> np.ndarray:
@@ -74,11 +82,20 @@ def test_normalise_per_image_and_masked_pixels():
 def test_stamp_batch_reports_missing_and_unreadable_cutouts():
     good = cutouts.gzip_bytes(cutouts.fits_bytes(np.random.default_rng(1).normal(size=(63, 63)), "ztf"))
     columns = [[good, None, good], [good, good, b"junk"], [good, good, good]]
-    images, reasons = stamp_batch(columns)
-    assert images.shape == (3, 3, CROP, CROP) and np.isfinite(images).all()
-    assert reasons[0] is None
-    assert reasons[1] == "cutoutScience missing"
-    assert reasons[2].startswith("cutoutTemplate: ")
+    stamps = stamp_batch(columns)
+    assert stamps.images.shape == (3, 3, CROP, CROP) and np.isfinite(stamps.images).all()
+    assert stamps.contrast.shape == (3, 2)
+    assert stamps.reasons[0] is None
+    assert stamps.reasons[1] == "cutoutScience missing"
+    assert stamps.reasons[2].startswith("cutoutTemplate: ")
+
+
+def test_contrast_compares_the_static_scene_with_the_change():
+    star = cutouts.point_source(1000.0, 10, 10, 2.0, shape=(CROP, CROP))
+    crops = np.stack([star * 1.1, star, star * 0.1])[None]  # a 10% brightening of a star
+    np.testing.assert_allclose(contrast(crops), [[np.log10(11.0), 1.0]], rtol=1e-5)
+    crops[0, 2] = np.nan
+    assert np.isnan(contrast(crops)).all()
 
 
 def test_every_real_ztf_cutout_decodes_like_astropy(shared_data):

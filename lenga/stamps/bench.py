@@ -18,9 +18,8 @@ import time
 import torch
 
 from lenga.stamps.dataset import alert_rows, assign_survey_ids, first_detections
-from lenga.stamps.features import metadata_features
+from lenga.stamps.features import model_inputs
 from lenga.stamps.inference import StampClassifier
-from lenga.stamps.preprocess import CUTOUT_COLUMNS, stamp_batch
 from lenga.stamps.step import DEFAULTS, REPO_ROOT
 
 
@@ -47,11 +46,10 @@ def measure(n_alerts: int = 4000, survey: str = "ztf", batch_size: int = 2000, t
 
     def preprocess():
         for batch in batches:
-            stamp_batch([batch.column(c).to_pylist() for c in CUTOUT_COLUMNS])
-            metadata_features(batch, survey)
+            model_inputs(batch, survey)
 
-    images, _ = stamp_batch([table.column(c).to_pylist() for c in CUTOUT_COLUMNS])
-    features = metadata_features(table, survey)
+    inputs = model_inputs(table, survey)
+    images, features = inputs.images, inputs.features
 
     def network():
         with torch.no_grad():

@@ -7,8 +7,8 @@ are detected. Each object's first detection is serialised by the survey's record
 (:mod:`lenga.sim.ztf`, :mod:`lenga.sim.lsst`: the same packets the stream receives, cutouts as
 gzipped or plain FITS) and mapped to an alerts-table row by the decoder's own ``extract``
 (:mod:`lenga.survey`); only the Avro encoding is skipped. Images and features then go through
-exactly the inference path (:func:`lenga.stamps.preprocess.stamp_batch`,
-:func:`lenga.stamps.features.metadata_features`); tests check the features equal those of the
+exactly the inference path (:func:`lenga.stamps.features.model_inputs`); tests check the
+features equal those of the
 same alert decoded by :mod:`lenga.decode`.
 
 Robustness to masked pixels: real ZTF cutouts have NaN regions (CCD edges, bad pixels) on real
@@ -25,8 +25,8 @@ import pyarrow as pa
 
 from lenga import schema
 from lenga.stamps import CLASSES
-from lenga.stamps.features import metadata_features
-from lenga.stamps.preprocess import CROP, CUTOUT_COLUMNS, stamp_batch
+from lenga.stamps.features import model_inputs
+from lenga.stamps.preprocess import CROP
 
 # Simulated period: the survey's alert history before a window of alert nights starting
 # 2025-05-01 (as lenga.sim.night); first detections fall anywhere in it.
@@ -160,11 +160,12 @@ def build_stamp_set(survey_name: str, n_per_class: int, seed: int, augment: bool
     objects, epochs, labels = first_detections(survey_name, n_per_class, seed)
     assign_survey_ids(survey_name, objects)
     table = alert_rows(survey_name, objects, epochs)
-    images, reasons = stamp_batch([table[c].to_pylist() for c in CUTOUT_COLUMNS])
-    bad = [r for r in reasons if r is not None]
+    inputs = model_inputs(table, survey_name)
+    images = inputs.images
+    bad = [r for r in inputs.reasons if r is not None]
     if bad:
         raise RuntimeError(f"simulated cutouts failed to decode: {bad[:3]}")
     if augment:
         images = mask_augment(images, np.random.default_rng((seed, SURVEY_CODE[survey_name], len(CLASSES))))
     kinds = np.array([o.artifact or o.model.name for o in objects])
-    return StampSet(survey_name, images, metadata_features(table, survey_name), np.array(labels, np.int64), kinds)
+    return StampSet(survey_name, images, inputs.features, np.array(labels, np.int64), kinds)

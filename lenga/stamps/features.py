@@ -14,7 +14,11 @@ training and on the stream's ``alerts`` table for inference: one definition, no 
 Every feature is bounded (clipped to a documented range) and has a fill value for null, NaN and
 ZTF's -999 "no match" sentinel, so a real alert never produces a NaN input. LSST alerts carry
 neither the PS1 nor the SExtractor fields: their vector is the photometry and the sky position.
-Standardisation (mean, std of the training set) is part of the model (:mod:`lenga.stamps.model`).
+Two image features follow them (:data:`CONTRAST_FEATURES`, from
+:func:`lenga.stamps.preprocess.contrast`): how bright the science and template crops are next to
+the difference, which per-image normalisation hides. :func:`model_inputs` builds both, with the
+images, for training and inference alike. Standardisation (mean, std of the training set) is
+part of the model (:mod:`lenga.stamps.model`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from astropy import units as u
 from astropy.coordinates import BarycentricMeanEcliptic, SkyCoord
+
+from lenga.stamps.preprocess import CUTOUT_COLUMNS, stamp_batch
 
 # AB magnitude of 1 nJy (LSST fluxes; Oke & Gunn 1983).
 NJY_ZEROPOINT = 31.4
@@ -108,10 +114,16 @@ LSST_FEATURES = (
 
 FEATURES = {"ztf": ZTF_FEATURES, "lsst": LSST_FEATURES}
 
+#: log10 of the science and template crop scales over the difference's (computed from the images).
+CONTRAST_FEATURES = (
+    Feature("science_contrast", None, 1.0, -3.0, 5.0),
+    Feature("template_contrast", None, 1.0, -3.0, 5.0),
+)
+
 
 def feature_names(survey: str) -> list[str]:
-    """Names of the feature vector's entries for ``survey``."""
-    return [f.name for f in _features(survey)]
+    """Names of the network's feature vector for ``survey``: metadata, then image contrast."""
+    return [f.name for f in (*_features(survey), *CONTRAST_FEATURES)]
 
 
 def _features(survey: str) -> tuple[Feature, ...]:
@@ -142,6 +154,29 @@ def metadata_features(table: pa.Table | pa.RecordBatch, survey: str) -> np.ndarr
     out = np.empty((table.num_rows, len(_features(survey))), dtype=np.float32)
     with np.errstate(all="ignore"):
         for k, feature in enumerate(_features(survey)):
-            values = np.asarray(feature.compute(get), dtype=float)
-            out[:, k] = np.clip(np.where(np.isfinite(values), values, feature.fill), feature.lo, feature.hi)
+            out[:, k] = _bounded(feature.compute(get), feature)
     return out
+
+
+def _bounded(values, feature: Feature) -> np.ndarray:
+    """Missing values filled, everything clipped to the feature's range."""
+    values = np.asarray(values, dtype=float)
+    return np.clip(np.where(np.isfinite(values), values, feature.fill), feature.lo, feature.hi)
+
+
+@dataclass
+class ModelInputs:
+    """What the network takes for N alerts: ``images`` (N, 3, 21, 21), ``features`` (N, F) in the
+    order of :func:`feature_names`, and per alert None or the reason it cannot be classified."""
+
+    images: np.ndarray
+    features: np.ndarray
+    reasons: list[str | None]
+
+
+def model_inputs(table: pa.Table | pa.RecordBatch, survey: str) -> ModelInputs:
+    """Images and features of the alerts in ``table`` (columns of lenga.schema.ALERTS)."""
+    stamps = stamp_batch([table.column(c).to_pylist() for c in CUTOUT_COLUMNS])
+    contrast = np.column_stack([_bounded(stamps.contrast[:, k], f) for k, f in enumerate(CONTRAST_FEATURES)])
+    features = np.hstack([metadata_features(table, survey), contrast.astype(np.float32)])
+    return ModelInputs(stamps.images, features, stamps.reasons)

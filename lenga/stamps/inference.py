@@ -21,9 +21,9 @@ import pyarrow.compute as pc
 import torch
 
 from lenga.stamps import CLASSES
-from lenga.stamps.features import feature_names, metadata_features
+from lenga.stamps.features import feature_names, model_inputs
 from lenga.stamps.model import StampCNN
-from lenga.stamps.preprocess import CUTOUT_COLUMNS, stamp_batch
+from lenga.stamps.preprocess import CUTOUT_COLUMNS
 from lenga.stamps.train import MODEL_FILE, WEIGHTS_FILE
 
 #: Classifier names in ``stamp_classifications.classifier``, per survey.
@@ -96,12 +96,11 @@ class StampClassifier:
         missing = sorted(set(REQUIRED[self.survey]) - set(batch.schema.names))
         if missing:
             raise KeyError(f"stamp classification needs alert columns {missing}")
-        images, reasons = stamp_batch([batch.column(c).to_pylist() for c in CUTOUT_COLUMNS])
-        features = metadata_features(batch, self.survey)
+        inputs = model_inputs(batch, self.survey)
         with torch.no_grad():
-            logits = self.model(torch.from_numpy(images), torch.from_numpy(features))
+            logits = self.model(torch.from_numpy(inputs.images), torch.from_numpy(inputs.features))
             probabilities = torch.softmax(logits, dim=1).numpy()
-        return probabilities, reasons
+        return probabilities, inputs.reasons
 
     def classify(self, batch: pa.Table | pa.RecordBatch) -> tuple[pa.Table, list[tuple[int, str]]]:
         """``stamp_classifications`` rows of the classifiable alerts, and (candid, reason) of the others."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import warnings
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -107,25 +108,52 @@ def centre_crop(image: np.ndarray, size: int = CROP) -> np.ndarray:
     return out
 
 
+def _scales(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image (last two axes): median and largest absolute deviation from it (NaN ignored)."""
+    flat = crops.reshape(*crops.shape[:-2], -1)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN crops: NaN scales, handled by callers
+        median = np.nanmedian(flat, axis=-1)
+        scale = np.nanmax(np.abs(flat - median[..., None]), axis=-1)
+    return median, scale
+
+
 def normalise(crops: np.ndarray) -> np.ndarray:
     """Per image (last two axes): minus the median, over the largest absolute deviation; NaN -> 0."""
-    flat = crops.reshape(*crops.shape[:-2], -1)
-    finite = np.isfinite(flat)
-    safe = np.where(finite, flat, np.nan)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN crops: zeros, below
-        centred = safe - np.nanmedian(safe, axis=-1, keepdims=True)
-        scale = np.nanmax(np.abs(centred), axis=-1, keepdims=True)
-        out = np.where(finite & (scale > 0), centred / np.where(scale > 0, scale, 1.0), 0.0)
-    return out.reshape(crops.shape).astype(np.float32)
+    median, scale = _scales(crops)
+    ok = np.isfinite(crops) & (scale > 0)[..., None, None]
+    with np.errstate(all="ignore"):
+        out = np.where(ok, (crops - median[..., None, None]) / np.where(scale > 0, scale, 1.0)[..., None, None], 0.0)
+    return out.astype(np.float32)
 
 
-def stamp_batch(columns: Sequence[Sequence[bytes | None]]) -> tuple[np.ndarray, list[str | None]]:
-    """Network input of N alerts from the three cutout columns (science, template, difference).
+def contrast(crops: np.ndarray) -> np.ndarray:
+    """(N, 2): log10 of the science and template scales over the difference's.
 
-    Returns ``(images, reasons)``: ``images`` is (N, 3, 21, 21) float32, ``reasons[k]`` None when
-    alert k is usable, else why not (its image is all zeros and must not be classified).
+    Per-image normalisation hides how bright the static scene is next to the change, which is what
+    separates a variable star (a change of several per cent to many times its flux) from the
+    per-cent subtraction residual of a constant star, or a nucleus over its galaxy. The three
+    images share units (DN or nJy), so the ratios of their scales carry it. Undefined ratios
+    (empty or all-NaN crops) are NaN; :mod:`lenga.stamps.features` fills them.
     """
+    _, scale = _scales(crops)
+    with np.errstate(all="ignore"):
+        return np.log10(scale[:, :2] / scale[:, 2:3])
+
+
+@dataclass
+class Stamps:
+    """Network input of N alerts: ``images`` (N, 3, 21, 21) float32 normalised, ``contrast``
+    (N, 2) (see :func:`contrast`), ``reasons[k]`` None when alert k is usable, else why not (its
+    image is all zeros and it must not be classified)."""
+
+    images: np.ndarray
+    contrast: np.ndarray
+    reasons: list[str | None]
+
+
+def stamp_batch(columns: Sequence[Sequence[bytes | None]]) -> Stamps:
+    """:class:`Stamps` of N alerts from the three cutout columns (science, template, difference)."""
     n = len(columns[0])
     crops = np.full((n, len(CUTOUT_COLUMNS), CROP, CROP), np.nan, dtype=np.float32)
     reasons: list[str | None] = [None] * n
@@ -140,4 +168,4 @@ def stamp_batch(columns: Sequence[Sequence[bytes | None]]) -> tuple[np.ndarray, 
                 crops[k, channel] = centre_crop(read_fits(payload))
             except CutoutError as exc:
                 reasons[k] = f"{name}: {exc}"
-    return normalise(crops), reasons
+    return Stamps(normalise(crops), contrast(crops), reasons)
