@@ -168,7 +168,9 @@ def plot_class_distribution(ax: Axes, counts: pd.DataFrame, title: str) -> None:
     """Objects per most probable class (``class_name``, ``objects`` columns), as bars."""
     ax.set_title(title, fontsize=10)
     if counts is None or counts.empty:
-        ax.text(0.5, 0.5, NO_CLASSIFICATION, ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, NO_CLASSIFICATION, ha="center", va="center", color="0.4", transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
         return
     rows = counts.sort_values("objects", ascending=False)
     bars = ax.bar(rows["class_name"], rows["objects"], color="#0072b2")
