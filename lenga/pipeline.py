@@ -1,16 +1,28 @@
 """The streaming query: alerts source → vectorized decode → four Delta tables, per micro-batch.
 
     Kafka (or a directory of alert files)
-      └─ mapInArrow(decode)                one row per message: alert + nested history, or a reason
-           └─ foreachBatch(MicroBatchWriter)
-                ├─ alerts           (survey, candid) unique
+      └─ foreachBatch(MicroBatchWriter)
+           └─ mapInArrow(decode, write alerts files)   one pass over the messages (udfs.decode):
+                │                                      alerts with cutouts → Parquet, thin rows out
+                ├─ alerts           files committed as they are, (survey, candid) unique
                 ├─ detections       every detection once, from the alert and its history
                 ├─ non_detections   upper limits and forced photometry, once
                 └─ quarantine       undecodable messages with raw bytes and the reason
 
-The decoded micro-batch is persisted once so the four writes do not re-read Kafka nor re-decode.
+Why this shape (measured, see the ingest section of the README): a ZTF alert is ~82 kB, ~50 kB of
+it cutouts; every crossing of those bytes between the JVM and Python, and every cached copy, cost
+more CPU than decoding them. So the decode pass writes the wide ``alerts`` rows itself and only the
+thin decoded rows (history, provenance, no cutouts) enter the JVM, are cached, and feed the other
+tables. One Spark job materialises that cache and returns everything the commits need (counts,
+nights per table, the alerts files); each history table is then one stage (shuffle by night,
+de-duplicate and write in Python, :meth:`lenga.io.lake.DeltaRsLake.append_new`). With delta-spark
+(no executor-side file commits) the decoded batch is cached whole and each table appended with
+``Lake.append_new``.
+
 Each table gets one Delta transaction tagged with (query id, batch id): a batch replayed after a
 crash is skipped table by table, so a kill -9 at any point loses nothing and writes nothing twice.
+Alerts files written by a batch that never committed are invisible (readers follow the Delta log)
+and removed by ``VACUUM``.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from lenga.config import Config, SourceConfig
 from lenga.decode import STAGE as DECODE_STAGE
 from lenga.io.lake import Lake, TableSpec, WriteResult
 from lenga.io.session import kafka_format
+from lenga.schema import PARTITION_COLUMN
 
 # Each alert and each quarantined message is one Kafka record: its coordinates identify the row.
 KAFKA_ROW_ID = ("topic", "partition", "offset")
@@ -76,9 +89,15 @@ def decode_stream(raw: DataFrame) -> DataFrame:
 def split_tables(decoded: DataFrame) -> dict[str, DataFrame]:
     """The four lake tables of a decoded micro-batch."""
     valid = decoded.where(F.col("quarantine_reason").isNull())
+    return {"alerts": valid.select(*schema.ALERTS.names), **history_tables(decoded)}
+
+
+def history_tables(decoded: DataFrame) -> dict[str, DataFrame]:
+    """``detections``, ``non_detections`` and ``quarantine`` rows of decoded messages (with or
+    without their cutouts), before de-duplication."""
+    valid = decoded.where(F.col("quarantine_reason").isNull())
     rejected = decoded.where(F.col("quarantine_reason").isNotNull())
     return {
-        "alerts": valid.select(*schema.ALERTS.names),
         "detections": valid.select(F.explode("detections").alias("row")).select("row.*"),
         "non_detections": valid.select(F.explode("non_detections").alias("row")).select("row.*"),
         "quarantine": rejected.withColumn("reason", F.col("quarantine_reason"))
@@ -141,8 +160,14 @@ def query_app_id(checkpoint: str) -> str:
 
 
 class MicroBatchWriter:
-    """The ``foreachBatch`` function: persist the decoded batch once, append the four tables,
-    then run the enrichment steps in order."""
+    """The ``foreachBatch`` function over the raw messages: decode once, append the four tables,
+    then run the enrichment steps in order.
+
+    With a lake whose executors can write files for the driver to commit (delta-rs), the decode
+    pass itself writes the ``alerts`` files (:func:`udfs.decode.decode_and_write_alerts`) and only
+    the thin decoded rows (no cutouts) are cached for the other tables; otherwise (delta-spark)
+    the whole decoded batch is cached and each table written with ``Lake.append_new``.
+    """
 
     def __init__(self, lake: Lake, config: Config, steps: list[BatchStep] | None = None):
         self.lake = lake
@@ -152,11 +177,15 @@ class MicroBatchWriter:
         self.reports: list[BatchReport] = []
         self._app_id: str | None = None
 
-    def __call__(self, decoded: DataFrame, batch_id: int) -> None:
+    def __call__(self, raw: DataFrame, batch_id: int) -> None:
         if self._app_id is None:
             self._app_id = query_app_id(self.checkpoint)
+        write = self._write_with_alert_files if self.lake.commits_executor_files else self._write_decoded
+        write(raw, batch_id)
+
+    def _write_decoded(self, raw: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
-        decoded = decoded.persist(StorageLevel.MEMORY_AND_DISK)
+        decoded = decode_stream(raw).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             input_rows = decoded.count()
             decoded_at = time.perf_counter()
@@ -165,15 +194,80 @@ class MicroBatchWriter:
                 name: self.lake.append_new(TABLE_SPECS[name], table, self._app_id, batch_id)
                 for name, table in tables.items()
             }
-            report = BatchReport(batch_id, input_rows, decoded_at - started,
-                                 time.perf_counter() - decoded_at, results)
-            context = BatchContext(decoded.sparkSession, self.lake, self._app_id, batch_id, tables, self.config)
-            for step in self.steps:
-                step_started = time.perf_counter()
-                report.tables.update(step(context))
-                report.step_seconds[step.name] = time.perf_counter() - step_started
+            self._finish(BatchReport(batch_id, input_rows, decoded_at - started,
+                                     time.perf_counter() - decoded_at, results), tables)
         finally:
             decoded.unpersist()
+
+    def _write_with_alert_files(self, raw: DataFrame, batch_id: int) -> None:
+        from udfs.decode import ALERT_FILE, INGESTED_SPARK_SCHEMA, decode_and_write_alerts
+
+        started = time.perf_counter()
+        ingest = decode_and_write_alerts(self.lake.path("alerts"), batch_id)
+        ingested = raw.mapInArrow(ingest, INGESTED_SPARK_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            # One job reads Kafka, decodes, writes the alerts files, fills the cache and returns what
+            # the commits need, so no later step re-reads Kafka nor asks Spark for counts or nights.
+            valid = F.col(ALERT_FILE).isNull() & F.col("quarantine_reason").isNull()
+            summary = ingested.agg(
+                F.count(F.when(F.col(ALERT_FILE).isNull(), 1)).alias("messages"),
+                F.count("quarantine_reason").alias("quarantined"),
+                F.collect_list(ALERT_FILE).alias("files"),
+                F.collect_set(F.when(valid, F.col(PARTITION_COLUMN))).alias("alerts"),
+                *[F.array_distinct(F.flatten(F.collect_list(F.array_distinct(f"{name}.{PARTITION_COLUMN}"))))
+                  .alias(name) for name in ("detections", "non_detections")],
+            ).first()
+            decoded_at = time.perf_counter()
+            messages = ingested.where(F.col(ALERT_FILE).isNull())
+            tables = history_tables(messages)
+            results = {"alerts": self._commit_alerts(messages, summary["files"], summary["alerts"], batch_id)}
+            for name in ("detections", "non_detections"):
+                results[name] = self.lake.append_new(TABLE_SPECS[name], tables[name], self._app_id, batch_id,
+                                                     nights=summary[name])
+            results["quarantine"] = (
+                self.lake.append_new(TABLE_SPECS["quarantine"], tables["quarantine"], self._app_id, batch_id)
+                if summary["quarantined"] else WriteResult("quarantine"))
+            # Steps see this batch's alerts as stored (cutouts included, read only if a step needs them).
+            tables["alerts"] = (self.lake.read(TABLE_SPECS["alerts"], summary["alerts"])
+                                .join(F.broadcast(messages.select(*KAFKA_ROW_ID)), list(KAFKA_ROW_ID), "left_semi"))
+            self._finish(BatchReport(batch_id, summary["messages"], decoded_at - started,
+                                     time.perf_counter() - decoded_at, results), tables)
+        finally:
+            ingested.unpersist()
+
+    def _commit_alerts(self, messages: DataFrame, files: list, nights: list[int], batch_id: int) -> WriteResult:
+        """Commit the alerts files the decode pass wrote, without alerts already in the lake or
+        repeated in the batch (a producer re-sending a message).
+
+        Duplicates are found on the thin rows; only in the rare case that there are some are the
+        files of the nights concerned read back and rewritten without them.
+        """
+        spec = TABLE_SPECS["alerts"]
+        started = time.perf_counter()
+        if self.lake.replayed(spec, self._app_id, batch_id):
+            return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started)
+        row_id = list(spec.row_id)
+        narrow = messages.where(F.col("quarantine_reason").isNull()).select(*spec.keys, *row_id, PARTITION_COLUMN)
+        winners = self.lake.new_rows(spec, narrow, nights).select(*row_id)
+        losers = narrow.join(winners, row_id, "left_anti").select(*row_id, PARTITION_COLUMN).collect()
+        if losers:
+            nights_hit = {str(r[PARTITION_COLUMN]) for r in losers}
+            hit = [f for f in files if json.loads(f["partition_values"])[PARTITION_COLUMN] in nights_hit]
+            dropped = self.lake.spark.createDataFrame([tuple(r[c] for c in row_id) for r in losers],
+                                                      narrow.select(*row_id).schema)
+            kept = self.lake.read_files(spec, [f["path"] for f in hit]).join(F.broadcast(dropped), row_id, "left_anti")
+            files = [f for f in files if f not in hit] + self.lake.write_files(spec, kept)
+        result = self.lake.commit_files(spec, files, self._app_id, batch_id)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _finish(self, report: BatchReport, tables: dict[str, DataFrame]) -> None:
+        """Run the enrichment steps on the batch's tables and keep the batch report."""
+        context = BatchContext(self.lake.spark, self.lake, self._app_id, report.batch_id, tables, self.config)
+        for step in self.steps:
+            step_started = time.perf_counter()
+            report.tables.update(step(context))
+            report.step_seconds[step.name] = time.perf_counter() - step_started
         self.reports.append(report)
 
 
@@ -185,8 +279,8 @@ def start_stream(spark: SparkSession, config: Config, lake: Lake,
     for spec in TABLE_SPECS.values():
         lake.ensure(spec)
     writer = MicroBatchWriter(lake, config, steps)
-    decoded = decode_stream(read_alert_stream(spark, config.source))
-    builder = (decoded.writeStream.queryName(stream.query_name).foreachBatch(writer)
+    raw = read_alert_stream(spark, config.source)
+    builder = (raw.writeStream.queryName(stream.query_name).foreachBatch(writer)
                .option("checkpointLocation", stream.checkpoint))
     if stream.trigger == "available_now":
         builder = builder.trigger(availableNow=True)

@@ -115,6 +115,9 @@ _IDENTITY = [_SURVEY, _OBJECT_ID, _DIA_OBJECT_ID, _CANDID]
 _OBSERVATION = [_MJD, _JD, _NIGHT, _BAND, _FID, _RA, _DEC, _MAGPSF, _SIGMAPSF, _PSF_FLUX, _PSF_FLUX_ERR,
                 _ISDIFFPOS, _DIFFMAGLIM]
 
+#: The alerts columns holding image stamps: most of an alert's bytes.
+CUTOUT_COLUMNS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
+
 #: One row per valid alert.
 ALERTS = pa.schema(
     [

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from lenga.io.lake import DeltaRsLake, FileStats, TableSpec, open_lake
+from lenga.io.lake import DeltaRsLake, FileStats, TableSpec, first_per_key, open_lake
 
 SCHEMA = pa.schema([
     ("survey", pa.string()), ("candid", pa.int64()), ("mjd", pa.float64()),
@@ -73,3 +73,18 @@ def test_file_statistics_allow_skipping():
     assert '"minValues": {"objectId": "ZTF25a"' in encoded
     assert '"nullCount": {"objectId": 0, "mjd": 0, "seen": 1}' in encoded
     assert '"seen": "2025-03-02T10:00:00.000Z"' in encoded
+
+
+def test_first_per_key_keeps_the_first_row_of_each_key():
+    table = pa.table({"survey": ["ztf", "ztf", "lsst", "ztf", "lsst"], "candid": [3, 1, 3, 3, 3],
+                      "alert_candid": [10, 11, 12, 13, 14]})
+    kept = first_per_key(table, ["survey", "candid"])
+    assert kept.to_pydict() == {"survey": ["ztf", "ztf", "lsst"], "candid": [3, 1, 3], "alert_candid": [10, 11, 12]}
+
+
+def test_append_new_accepts_spark_columns_that_differ_in_nullability(spark, lake):
+    """A literal column is non-nullable in Spark's Arrow batches; the table's schema says nullable."""
+    from pyspark.sql import functions as F
+
+    df = spark.createDataFrame(rows(range(5)), SPEC.spark_schema).withColumn("survey", F.lit("ztf"))
+    assert lake.append_new(SPEC, df, "app", 0).rows == 5

@@ -169,3 +169,48 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_nothing(spa
     config = stream_config(tmp_path, kafka_broker.bootstrap_servers, topics)
     run_stream(config, spark=spark)
     assert_lake_matches_truth(tmp_path, truth)
+
+
+def _kafka_rows(spark, messages: list[tuple[str, bytes]], first_offset: int = 0):
+    """A DataFrame with the Kafka source's columns, as foreachBatch receives it."""
+    import pyarrow as pa
+
+    return spark.createDataFrame(pa.table({
+        "key": [b"k"] * len(messages), "value": [value for _, value in messages],
+        "topic": [topic for topic, _ in messages], "partition": pa.array([0] * len(messages), pa.int32()),
+        "offset": list(range(first_offset, first_offset + len(messages))),
+        "timestamp": pa.array([0] * len(messages), pa.timestamp("us", tz="UTC")),
+        "timestampType": pa.array([0] * len(messages), pa.int32()),
+    }))
+
+
+def test_repeated_alerts_are_stored_once_by_the_alert_files_path(spark, tmp_path):
+    """A producer re-sending messages (in the same batch and in a later one): the alerts files the
+    decode pass wrote are rewritten without the repeats, so every table holds each row once."""
+    from lenga.io.lake import open_lake
+    from lenga.pipeline import TABLE_SPECS, MicroBatchWriter
+
+    sim, alerts, truth = simulated("dup", corrupt_fraction=0.0, surveys=("ztf",), n_objects=6)
+    config = stream_config(tmp_path, None, ["unused"])
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "metadata").write_text('{"id":"dup-test"}\n')
+    lake = open_lake(spark, tmp_path / "lake")
+    assert lake.commits_executor_files
+    for spec in TABLE_SPECS.values():
+        lake.ensure(spec)
+    writer = MicroBatchWriter(lake, config)
+    messages = [(a.topic, a.value) for a in alerts]
+    half = len(messages) // 2
+    assert half >= 2
+    writer(_kafka_rows(spark, messages[:half] + messages[:2]), 0)  # two repeats inside the batch
+    writer(_kafka_rows(spark, messages[half - 2:], first_offset=1000), 1)  # two already stored
+    assert [b.input_rows for b in writer.reports] == [half + 2, len(messages) - half + 2]
+    assert [b.tables["alerts"].rows for b in writer.reports] == [half, len(messages) - half]
+    assert_lake_matches_truth(tmp_path, truth)
+    stored = table(tmp_path, "alerts")
+    assert stored["cutoutScience"].null_count() == 0 and sorted(stored["ingest_batch_id"].unique()) == [0, 1]
+    writer(_kafka_rows(spark, messages[:half] + messages[:2]), 0)  # a replay of batch 0 writes nothing
+    replay = writer.reports[-1].tables
+    assert all(replay[name].skipped for name in ("alerts", "detections", "non_detections"))
+    assert not replay["quarantine"].rows
+    assert_lake_matches_truth(tmp_path, truth)

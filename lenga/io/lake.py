@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -72,6 +73,11 @@ class WriteResult:
 class Lake(ABC):
     """The storage interface the stream, the jobs and the notebooks use."""
 
+    #: True when executors may write a table's Parquet files and the driver commit them
+    #: (``write_files``/``commit_files``): the ingest then writes the wide ``alerts`` rows straight
+    #: from its decode pass, so cutouts never enter the JVM.
+    commits_executor_files = False
+
     def __init__(self, spark: SparkSession, root: str | os.PathLike):
         self.spark = spark
         self.root = Path(root).resolve()
@@ -106,23 +112,31 @@ class Lake(ABC):
         """Append ``df`` as one transaction tagged (app_id, batch_id); a no-op on replay."""
         return self._timed_append(spec, lambda: df, app_id, batch_id)
 
-    def append_new(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int) -> WriteResult:
+    def append_new(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int,
+                   nights: list[int] | None = None) -> WriteResult:
         """Append only rows whose key is not in the lake yet (nor twice in ``df``).
 
         The same detection reaches lenga many times (in its own alert and in the history of every
         later alert of the object), so ``detections``/``non_detections`` are de-duplicated on their
         keys. The anti-join reads only the night partitions the batch touches and only the key
-        columns, which Parquet's column pruning makes cheap.
+        columns, which Parquet's column pruning makes cheap. ``nights`` (the distinct nights of
+        ``df``) saves a Spark job when the caller already knows them.
         """
-        return self._timed_append(spec, lambda: self._new_rows(spec, df), app_id, batch_id)
+        return self._timed_append(spec, lambda: self.new_rows(spec, df, nights), app_id, batch_id)
 
-    def _new_rows(self, spec: TableSpec, df: DataFrame) -> DataFrame:
+    def new_rows(self, spec: TableSpec, df: DataFrame, nights: list[int] | None = None) -> DataFrame:
+        """The rows of ``df`` to append: one per key, none whose key is already in the table.
+
+        A key's night is a function of the row (a detection's night is that of its time), so only
+        the partitions of ``nights`` (default: computed from ``df``) can hold an existing key.
+        """
         keys = list(spec.keys)
         row_id = list(spec.row_id)
         narrow = df.select(*keys, *row_id, PARTITION_COLUMN) if row_id else df
         unique = narrow.dropDuplicates(keys)
         if self.exists(spec.name):
-            nights = df.agg(F.collect_set(PARTITION_COLUMN)).first()[0]
+            if nights is None:
+                nights = df.agg(F.collect_set(PARTITION_COLUMN)).first()[0]
             if nights:
                 existing = self.read(spec, sorted(nights)).select(*keys)
                 unique = unique.join(existing, on=keys, how="left_anti")
@@ -242,11 +256,14 @@ class DeltaSparkLake(Lake):
                            seconds=time.perf_counter() - started)
 
 
+#: Spark DDL of the add-action rows executors return (see ``ADD_ACTION_FIELDS``).
 ADD_ACTION_SCHEMA = "path string, size long, partition_values string, modification_time long, stats string"
 
 
 class DeltaRsLake(Lake):
     """delta-rs backend: Parquet written by the executors, one Delta commit from the driver."""
+
+    commits_executor_files = True
 
     def exists(self, table: str) -> bool:
         from deltalake import DeltaTable
@@ -285,13 +302,23 @@ class DeltaRsLake(Lake):
         return WriteResult(spec.name, rows=table.num_rows, files=files, seconds=time.perf_counter() - started)
 
     def _append(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int) -> WriteResult:
+        return self.commit_files(spec, self.write_files(spec, df), app_id, batch_id)
+
+    def write_files(self, spec: TableSpec, df: DataFrame) -> list:
+        """Executors write ``df`` as Parquet files of the table; returns their add-action rows
+        (uncommitted: invisible to readers until :meth:`commit_files`)."""
+        writer = parquet_part_writer(self.path(spec.name), spec.schema, list(spec.partition_by))
+        return df.mapInArrow(writer, ADD_ACTION_SCHEMA).collect()
+
+    def commit_files(self, spec: TableSpec, rows: list, app_id: str, batch_id: int) -> WriteResult:
+        """Commit files written by executors (add-action rows with the fields of
+        :data:`ADD_ACTION_FIELDS`) as one transaction tagged (app_id, batch_id)."""
         from deltalake import CommitProperties, DeltaTable, Schema, Transaction
         from deltalake.transaction import AddAction, create_table_with_add_actions
 
-        writer = parquet_part_writer(self.path(spec.name), spec.schema, list(spec.partition_by))
-        rows = df.mapInArrow(writer, ADD_ACTION_SCHEMA).collect()
         actions = [
-            AddAction(r.path, r.size, json.loads(r.partition_values), r.modification_time, True, r.stats)
+            AddAction(r["path"], r["size"], json.loads(r["partition_values"]), r["modification_time"], True,
+                      r["stats"])
             for r in rows
         ]
         if not actions:
@@ -307,6 +334,50 @@ class DeltaRsLake(Lake):
                 partition_by=list(spec.partition_by), name=spec.name, commit_properties=commit)
         return WriteResult(spec.name, rows=sum(json.loads(a.stats)["numRecords"] for a in actions),
                            files=len(actions))
+
+    def append_new(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int,
+                   nights: list[int] | None = None) -> WriteResult:
+        """:meth:`Lake.append_new` in one Spark stage: rows are shuffled by night (every copy of a
+        key shares its night), and each task de-duplicates its nights' rows against the keys of
+        the same nights in the table, read with Arrow straight from the committed files, and writes
+        the new rows (:func:`new_rows_writer`). Each night's existing keys are read once, by one
+        task, and each night gets one file per batch."""
+        started = time.perf_counter()
+        if self.replayed(spec, app_id, batch_id):
+            return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started)
+        if nights is None:
+            nights = df.agg(F.collect_set(PARTITION_COLUMN)).first()[0]
+        if not nights:
+            return WriteResult(spec.name, seconds=time.perf_counter() - started)
+        writer = new_rows_writer(self.path(spec.name), spec, self.files_by_night(spec, nights))
+        rows = (df.select(*spec.schema.names)
+                .repartition(min(len(nights), self.spark.sparkContext.defaultParallelism), PARTITION_COLUMN)
+                .mapInArrow(writer, ADD_ACTION_SCHEMA).collect())
+        result = self.commit_files(spec, rows, app_id, batch_id)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def files_by_night(self, spec: TableSpec, nights: list[int]) -> dict[int, list[str]]:
+        """Committed data files of the given night partitions (absolute paths), by night."""
+        from deltalake import DeltaTable
+
+        if not self.exists(spec.name):
+            return {}
+        root = self.path(spec.name)
+        files: dict[int, list[str]] = {}
+        table = DeltaTable(root)
+        for uri in table.file_uris(file_pruning_predicate=[(PARTITION_COLUMN, "in", list(nights))]):
+            path = uri.removeprefix("file://")
+            night = int(Path(path).relative_to(root).parts[0].split("=", 1)[1])
+            files.setdefault(night, []).append(path)
+        return files
+
+    def read_files(self, spec: TableSpec, paths: list[str]) -> DataFrame:
+        """Files of the table (paths relative to its root, committed or not) as a DataFrame with the
+        table's schema, partition columns read from the paths."""
+        root = self.path(spec.name)
+        return (self.spark.read.schema(spec.spark_schema).option("basePath", root)
+                .parquet(*[os.path.join(root, p) for p in paths]))
 
     def merge(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int,
               target_partitions: dict[str, list] | None = None) -> WriteResult:
@@ -385,54 +456,112 @@ def open_lake(spark: SparkSession, root: str | os.PathLike, backend: str = "auto
 
 # --- executor side ---------------------------------------------------------------------------
 
-def parquet_part_writer(
-    table_root: str, schema: pa.Schema, partition_by: list[str]
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """A ``mapInArrow`` function writing its task's rows as Parquet files, one per partition value.
+ADD_ACTION_FIELDS = pa.schema([
+    ("path", pa.string()), ("size", pa.int64()), ("partition_values", pa.string()),
+    ("modification_time", pa.int64()), ("stats", pa.string()),
+])
 
-    Batches are streamed into open ``ParquetWriter``s (bounded memory even with cutouts) and the
-    function yields one add-action row per file. Partition columns are not stored in the files
-    (Delta convention: they live in the path and the log).
+
+class PartitionedFileWriter:
+    """Executor side: stream Arrow tables into Parquet files under a table root, one file per
+    partition value, and describe each finished file as a Delta add action.
+
+    Files stay open across batches (bounded memory even with cutouts). Partition columns are not
+    stored in the files (Delta convention: they live in the path and the log).
     """
-    file_schema = pa.schema([f for f in schema if f.name not in partition_by])
-    schema_bytes = schema.serialize().to_pybytes()
 
-    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        target = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
-        open_files: dict[tuple, tuple[str, pq.ParquetWriter, FileStats]] = {}
-        for batch in batches:
-            table = pa.Table.from_batches([batch]).select(target.names).cast(target)
-            if table.num_rows == 0:
-                continue
-            for values, part in split_by_partition(table, partition_by):
-                if values not in open_files:
-                    relative = "/".join(f"{c}={v}" for c, v in zip(partition_by, values, strict=True))
-                    relative += f"/part-{uuid.uuid4().hex}.parquet"
-                    full = os.path.join(table_root, relative)
-                    os.makedirs(os.path.dirname(full), exist_ok=True)
-                    writer = pq.ParquetWriter(full, file_schema, **parquet_options(file_schema))
-                    open_files[values] = (relative, writer, FileStats())
-                relative, writer, stats = open_files[values]
-                data = part.drop_columns(partition_by)
-                writer.write_table(data)
-                stats.update(data)
-        rows: dict[str, list] = {"path": [], "size": [], "partition_values": [],
-                                 "modification_time": [], "stats": []}
-        for values, (relative, writer, stats) in open_files.items():
+    def __init__(self, table_root: str, schema: pa.Schema, partition_by: list[str]):
+        self.table_root = table_root
+        self.schema = schema
+        self.partition_by = partition_by
+        self.file_schema = pa.schema([f for f in schema if f.name not in partition_by])
+        self._open: dict[tuple, tuple[str, pq.ParquetWriter, FileStats]] = {}
+
+    def write(self, table: pa.Table) -> None:
+        table = table.select(self.schema.names).cast(self.schema)
+        if table.num_rows == 0:
+            return
+        for values, part in split_by_partition(table, self.partition_by):
+            if values not in self._open:
+                relative = "/".join(f"{c}={v}" for c, v in zip(self.partition_by, values, strict=True))
+                relative += f"/part-{uuid.uuid4().hex}.parquet"
+                full = os.path.join(self.table_root, relative)
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                writer = pq.ParquetWriter(full, self.file_schema, **parquet_options(self.file_schema))
+                self._open[values] = (relative, writer, FileStats())
+            _relative, writer, stats = self._open[values]
+            data = part.drop_columns(self.partition_by)
+            writer.write_table(data)
+            stats.update(data)
+
+    def close(self) -> pa.RecordBatch:
+        """Close every file; one add-action row (:data:`ADD_ACTION_FIELDS`) per file written."""
+        rows: dict[str, list] = {name: [] for name in ADD_ACTION_FIELDS.names}
+        for values, (relative, writer, stats) in self._open.items():
             writer.close()
-            full = os.path.join(table_root, relative)
+            full = os.path.join(self.table_root, relative)
             rows["path"].append(relative)
             rows["size"].append(os.path.getsize(full))
             rows["partition_values"].append(json.dumps(
-                {c: str(v) for c, v in zip(partition_by, values, strict=True)}))
+                {c: str(v) for c, v in zip(self.partition_by, values, strict=True)}))
             rows["modification_time"].append(int(os.path.getmtime(full) * 1000))
             rows["stats"].append(stats.to_json())
-        if rows["path"]:
-            yield pa.RecordBatch.from_pydict(rows, schema=pa.schema([
-                ("path", pa.string()), ("size", pa.int64()), ("partition_values", pa.string()),
-                ("modification_time", pa.int64()), ("stats", pa.string())]))
+        self._open = {}
+        return pa.RecordBatch.from_pydict(rows, schema=ADD_ACTION_FIELDS)
+
+
+def parquet_part_writer(
+    table_root: str, schema: pa.Schema, partition_by: list[str]
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """A ``mapInArrow`` function writing its task's rows as Parquet files (:class:`PartitionedFileWriter`)
+    and yielding one add-action row per file."""
+    schema_bytes = schema.serialize().to_pybytes()
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        writer = PartitionedFileWriter(table_root, pa.ipc.read_schema(pa.py_buffer(schema_bytes)), partition_by)
+        for batch in batches:
+            writer.write(pa.Table.from_batches([batch]))
+        actions = writer.close()
+        if actions.num_rows:
+            yield actions
 
     return write
+
+
+def new_rows_writer(
+    table_root: str, spec: TableSpec, existing: dict[int, list[str]]
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """A ``mapInArrow`` function for rows partitioned by night: keep the first row of each key,
+    drop keys already in the night's ``existing`` files, write the rest (add-action rows out)."""
+    schema_bytes = spec.schema.serialize().to_pybytes()
+    keys = list(spec.keys)
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+        received = list(batches)
+        # Spark's Arrow schema may differ in nullability or metadata: cast to the table's own.
+        table = (pa.Table.from_batches(received).select(schema.names).cast(schema) if received
+                 else schema.empty_table())
+        writer = PartitionedFileWriter(table_root, schema, list(spec.partition_by))
+        for night in pc.unique(table[PARTITION_COLUMN]).to_pylist():
+            rows = first_per_key(table.filter(pc.equal(table[PARTITION_COLUMN], night)), keys)
+            if existing.get(night):
+                stored = pq.ParquetDataset(existing[night]).read(columns=keys, use_threads=False)
+                rows = rows.join(stored, keys, join_type="left anti", use_threads=False)
+            writer.write(rows)
+        actions = writer.close()
+        if actions.num_rows:
+            yield actions
+
+    return write
+
+
+def first_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
+    """The first row of each distinct key (nulls compare equal, as in Spark's dropDuplicates)."""
+    position = "__position"
+    numbered = table.select(keys).append_column(position, pa.array(np.arange(table.num_rows)))
+    first = numbered.group_by(keys, use_threads=False).aggregate([(position, "min")])[f"{position}_min"]
+    return table.take(pc.take(first, pc.sort_indices(first)))
 
 
 def parquet_options(schema: pa.Schema) -> dict:
