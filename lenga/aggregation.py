@@ -284,10 +284,13 @@ class ObjectStep(Protocol):
 
 
 def object_steps(config: Config, lake: Lake) -> list[ObjectStep]:
-    """The default object steps, in order: the light-curve features (``lenga.features.step``)."""
+    """The default object steps, in order: the light-curve features (``lenga.features.step``), then
+    the light-curve classifier on them (``lenga.lc_classifier.step``; skipped when disabled)."""
     from lenga.features.step import build_step as build_features
+    from lenga.lc_classifier.step import build_object_step as build_lc_classifier
 
-    return [step for step in (build_features(config, lake),) if step is not None]
+    builders = (build_features, build_lc_classifier)
+    return [step for step in (build(config, lake) for build in builders) if step is not None]
 
 
 @dataclass
