@@ -129,7 +129,8 @@ class HierarchicalClassifier:
         tasks = [(x, branch, TOP_CLASSES, settings)]
         tasks += [(x[branch == b], leaf[branch == b], ALERCE_CLASSES[b], settings) for b in TOP_CLASSES]
         if processes > 1:
-            with multiprocessing.get_context("fork").Pool(processes) as pool:
+            # spawn, not fork: children forked from a process whose OpenMP pool is running hang
+            with multiprocessing.get_context("spawn").Pool(processes) as pool:
                 raw = pool.map(_train_raw, tasks)
         else:
             raw = [_train_raw(task) for task in tasks]

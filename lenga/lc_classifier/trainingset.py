@@ -178,7 +178,8 @@ def build(config: TrainingSetConfig, features_config: FeatureConfig, processes: 
     done: dict[int, dict[int, pd.DataFrame]] = {c: {} for c in wanted}
     tried = dict.fromkeys(wanted, 0)
     accepted = dict.fromkeys(wanted, 0)
-    context = multiprocessing.get_context("fork")
+    # spawn, not fork: children forked after xgboost/light-curve started their threads can hang
+    context = multiprocessing.get_context("spawn")
     with context.Pool(processes) if processes > 1 else _Serial() as pool:
         while True:
             tasks = []
@@ -207,7 +208,7 @@ def build(config: TrainingSetConfig, features_config: FeatureConfig, processes: 
 
 
 class _Serial:
-    """A one-process stand-in for ``multiprocessing.Pool`` (no fork for small sets and tests)."""
+    """A one-process stand-in for ``multiprocessing.Pool`` (no worker start-up for small sets)."""
 
     def __enter__(self):
         return self
