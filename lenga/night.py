@@ -61,3 +61,15 @@ def night_from_mjd(mjd, longitude_deg) -> np.ndarray:
     month = days.astype("datetime64[M]").astype(np.int64) % 12 + 1
     day = (days - days.astype("datetime64[M]")).astype(np.int64) + 1
     return (year * 10000 + month * 100 + day).astype(np.int32)
+
+
+def night_range(first: int, last: int) -> list[int]:
+    """Every night id from ``first`` to ``last`` inclusive (yyyymmdd integers, calendar order)."""
+    try:
+        start, end = (np.datetime64(f"{n // 10000:04d}-{n // 100 % 100:02d}-{n % 100:02d}") for n in (first, last))
+    except ValueError as error:
+        raise ValueError(f"night_range: {first} .. {last} are not yyyymmdd nights ({error})") from None
+    if end < start:
+        raise ValueError(f"night_range: last night {last} is before the first {first}")
+    days = np.arange(start, end + np.timedelta64(1, "D"))
+    return [int(str(d).replace("-", "")) for d in days]

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from pyspark import StorageLevel
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -95,18 +96,38 @@ class FeaturesStep:
         self._udf_schema_bytes = schema.serialize().to_pybytes()
         self._udf_spark_schema = from_arrow_schema(schema)
 
-    def __call__(self, batch: ObjectBatchContext) -> dict[str, WriteResult]:
-        from lenga.aggregation import target_pixels
+    def rows(self, batch: ObjectBatchContext) -> DataFrame:
+        """The ``features`` rows of the batch's curves (lazy)."""
         from udfs.features import curve_features_batches
 
-        spec = self.spec
         curves = batch.curves.where(F.size("mjd") >= self.config.min_points_per_band)  # cheap pre-filter
         features = curves.mapInArrow(curve_features_batches(self.config, self._udf_schema_bytes),
                                      self._udf_spark_schema)
         located = F.broadcast(batch.tables["objects"].select(*OBJECT_KEY, HPX))  # one row per touched object
-        rows = (features.join(located, on=OBJECT_KEY)
+        return (features.join(located, on=OBJECT_KEY)
                 .withColumn("last_batch_id", F.lit(batch.batch_id).cast("long"))
-                .select(*spec.schema.names))
+                .select(*self.spec.schema.names))
+
+    def __call__(self, batch: ObjectBatchContext) -> dict[str, WriteResult]:
+        return self._merge(batch, self.rows(batch))
+
+    def insert_missing(self, batch: ObjectBatchContext) -> dict[str, WriteResult]:
+        """For batch jobs over stored curves (lenga.reclassify): every row goes to the later steps,
+        but only rows whose (survey, objectId, feature_version) is not in the table are written, so
+        a re-run writes nothing and rows the stream wrote keep their batch id."""
+        rows = self.rows(batch).persist(StorageLevel.MEMORY_AND_DISK)
+        missing = rows
+        if batch.lake.exists(self.spec.name):
+            missing = rows.join(batch.lake.read(self.spec).select(*KEYS), on=list(KEYS), how="left_anti")
+        result = ({self.spec.name: WriteResult(self.spec.name)} if missing.isEmpty()
+                  else self._merge(batch, missing))
+        batch.tables[self.spec.name] = rows
+        return result
+
+    def _merge(self, batch: ObjectBatchContext, rows: DataFrame) -> dict[str, WriteResult]:
+        from lenga.aggregation import target_pixels
+
+        spec = self.spec
         if batch.lake.replayed(spec, batch.app_id, batch.batch_id):
             batch.tables[spec.name] = rows
             return {spec.name: WriteResult(spec.name, skipped=True)}
