@@ -5,9 +5,10 @@
 Starts the Tansu Kafka-compatible broker on a free 127.0.0.1 port, publishes simulated ZTF and LSST
 alerts (a few deliberately corrupt ones included, to show the quarantine), runs the streaming job
 with Trigger.AvailableNow until the topics are drained, writes the Delta lake, cross-matches every new
-object with a catalog of the simulated stars, host galaxies and quasars, then runs the aggregation
-query (every object's light curve and statistics into `objects`), prints a summary and stops
-everything it started. Running it again adds nothing: the same seed gives the same alerts and
+object with a catalog of the simulated stars, host galaxies and quasars and stamp-classifies new
+objects, then runs the aggregation query (every object's light curve and statistics into `objects`,
+features, light-curve classes) and the distribution query (the filters of conf/filters.yaml publish
+to their Kafka topics), prints a summary and stops everything it started. Running it again adds nothing: the same seed gives the same alerts and
 the lake de-duplicates them.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from lenga.aggregation import run_aggregation
 from lenga.config import add_config_arguments, load_config
+from lenga.distribute import run_distribution
 from lenga.io.broker import EmbeddedBroker
 from lenga.io.kafka import create_topics, publish
 from lenga.io.lake import open_lake
@@ -65,10 +67,17 @@ def main(argv=None) -> None:
         what = "already in the lake" if ingested.skipped else f"{ingested.report.rows_out:,} sources ingested"
         print(f"[lenga] demo catalog of the simulated stars, hosts and quasars, version {ingested.version}: {what}")
         summary = run_stream(config, spark=spark)
-    print_summary(summary, published)
-    aggregated = run_aggregation(config, spark)
-    print(f"[lenga] aggregation: {aggregated.objects_updated:,} object light curves updated in "
-          f"{aggregated.wall_s:.1f} s; objects table: {aggregated.objects_in_lake:,} rows")
+        print_summary(summary, published)
+        aggregated = run_aggregation(config, spark)
+        steps = ", ".join(f"{name} +{sum(b.tables[name].rows for b in aggregated.batches if name in b.tables):,}"
+                          for name in dict.fromkeys(t for b in aggregated.batches for t in b.tables))
+        print(f"[lenga] aggregation: {aggregated.objects_updated:,} object light curves updated in "
+              f"{aggregated.wall_s:.1f} s ({steps or 'no object steps'}); objects table: "
+              f"{aggregated.objects_in_lake:,} rows")
+        distributed = run_distribution(config, spark)
+        topics = ", ".join(f"{name}: {n:,}" for name, n in distributed.published().items())
+        print(f"[lenga] distribution: {distributed.alerts:,} enriched alerts through the filters in "
+              f"{distributed.wall_s:.1f} s; published {topics or 'nothing'} (Kafka {broker.bootstrap_servers})")
     print(f"[lenga] expected from the simulator's truth: {truth['detections']:,} unique detections, "
           f"{truth['upper_limits'] + truth['forced_photometry']:,} upper limits/forced points, "
           f"{truth['corrupt']} to quarantine")
