@@ -18,6 +18,9 @@ import yaml
 # spark-submit.sh exports LENGA_CONF_DIR: on a cluster the code runs from a zip, not the checkout.
 CONF_DIR = Path(os.environ.get("LENGA_CONF_DIR", Path(__file__).resolve().parents[1] / "conf"))
 DEFAULT_CONF = CONF_DIR / "lenga.yaml"
+#: The checkout that ``conf/`` belongs to: relative paths in the configuration (models, catalogs)
+#: are resolved against it, never against ``__file__`` (inside the shipped zip on a cluster).
+PROJECT_ROOT = CONF_DIR.parent
 
 
 class ConfigError(ValueError):

@@ -6,13 +6,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lenga.config import CONF_DIR, Config, ConfigError
+from lenga.config import PROJECT_ROOT, Config, ConfigError
 from lenga.lc_classifier.model import XGBSettings
 from lenga.lc_classifier.trainingset import DEFAULT_SURVEY_MIX, TrainingSetConfig
 
 SECTION = "lc_classifier"
 #: Relative model paths are taken from the checkout (the directory holding conf/), not the CWD.
-ROOT = CONF_DIR.parent
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class LCClassifierSettings:
     @property
     def model_path(self) -> Path:
         path = Path(self.model_dir)
-        return path if path.is_absolute() else ROOT / path
+        return path if path.is_absolute() else PROJECT_ROOT / path
 
     @classmethod
     def from_dict(cls, values: dict) -> LCClassifierSettings:

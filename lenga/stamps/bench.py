@@ -21,10 +21,11 @@ import time
 
 import torch
 
+from lenga.config import PROJECT_ROOT
 from lenga.stamps.dataset import alert_rows, assign_survey_ids, first_detections
 from lenga.stamps.features import model_inputs
 from lenga.stamps.inference import StampClassifier
-from lenga.stamps.step import DEFAULTS, REPO_ROOT
+from lenga.stamps.step import DEFAULTS
 
 
 def _timed(fn) -> tuple[float, float]:
@@ -37,7 +38,7 @@ def measure(n_alerts: int = 4000, survey: str = "ztf", batch_size: int = 2000, t
             model_dir: str | None = None, seed: int = 0, cores: int | None = None) -> dict:
     """Stamps (alert cutout triplets) per second through the classifier, end to end and per half."""
     cores = cores or os.cpu_count()
-    classifier = StampClassifier.load(model_dir or REPO_ROOT / DEFAULTS["models"][survey])
+    classifier = StampClassifier.load(model_dir or PROJECT_ROOT / DEFAULTS["models"][survey])
     objects, epochs, _ = first_detections(survey, max(n_alerts // 5, 1), seed)
     assign_survey_ids(survey, objects)
     table = alert_rows(survey, objects, epochs)

@@ -21,11 +21,12 @@ import numpy as np
 import pyarrow as pa
 
 from lenga import schema
+from lenga.config import PROJECT_ROOT
 from lenga.decode import Quarantined, decode_message, split_container
 from lenga.stamps import CLASSES
 from lenga.stamps.inference import StampClassifier
 from lenga.stamps.preprocess import CUTOUT_COLUMNS, CutoutError, read_fits
-from lenga.stamps.step import DEFAULTS, REPO_ROOT
+from lenga.stamps.step import DEFAULTS
 
 GRID_COLUMNS = 6
 # Display stretch of each cutout (percentiles), as ds9's "99.5%" scale.
@@ -99,7 +100,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--model", help="model directory (default: the configured one for --survey)")
     parser.add_argument("--json", help="also write the per-alert predictions here")
     args = parser.parse_args(argv)
-    classifier = StampClassifier.load(args.model or REPO_ROOT / DEFAULTS["models"][args.survey])
+    classifier = StampClassifier.load(args.model or PROJECT_ROOT / DEFAULTS["models"][args.survey])
     table, problems = read_alerts(args.alerts, args.survey)
     probabilities, reasons = classifier.predict(table)
     plot_grid(table, probabilities, reasons, args.png)

@@ -32,7 +32,7 @@ from pyspark import Broadcast, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lenga.config import Config, ConfigError
+from lenga.config import PROJECT_ROOT, Config, ConfigError
 from lenga.io.lake import Lake, TableSpec, WriteResult
 from lenga.stamps.inference import REQUIRED, STAMP_CLASSIFICATIONS, read_model_files
 from udfs.stamp import classify_batches, spark_schema
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 SECTION = "stamp_classifier"
 MODES = ("first_detection", "every_alert")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Settings of the ``stamp_classifier:`` section and their defaults.
 DEFAULTS = {
     "enabled": True,
@@ -151,7 +150,7 @@ def load_models(settings: StampSettings) -> tuple[dict[str, tuple[bytes, dict]],
         if directory is None:
             unclassified[survey] = f"no {survey} stamp model configured ({SECTION}.models.{survey} is null)"
             continue
-        path = Path(directory) if Path(directory).is_absolute() else REPO_ROOT / directory
+        path = Path(directory) if Path(directory).is_absolute() else PROJECT_ROOT / directory
         try:
             weights, meta = read_model_files(path)
         except FileNotFoundError as exc:
