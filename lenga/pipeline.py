@@ -248,8 +248,7 @@ class MicroBatchWriter:
             return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started)
         row_id = list(spec.row_id)
         narrow = messages.where(F.col("quarantine_reason").isNull()).select(*spec.keys, *row_id, PARTITION_COLUMN)
-        winners = self.lake.new_rows(spec, narrow, nights).select(*row_id)
-        losers = narrow.join(winners, row_id, "left_anti").select(*row_id, PARTITION_COLUMN).collect()
+        losers = self.lake.repeated_rows(spec, narrow, nights)
         if losers:
             nights_hit = {str(r[PARTITION_COLUMN]) for r in losers}
             hit = [f for f in files if json.loads(f["partition_values"])[PARTITION_COLUMN] in nights_hit]

@@ -145,6 +145,13 @@ class Lake(ABC):
             unique = df.join(F.broadcast(unique.select(*row_id)), on=row_id, how="left_semi")
         return unique
 
+    def repeated_rows(self, spec: TableSpec, df: DataFrame, nights: list[int] | None = None) -> list:
+        """Row ids (``spec.row_id`` and night) of the rows of ``df`` that :meth:`new_rows` would
+        drop: keys already in the table, or repeated in ``df`` (all but one copy)."""
+        row_id = [*spec.row_id, PARTITION_COLUMN]
+        return df.join(self.new_rows(spec, df, nights).select(*spec.row_id), list(spec.row_id), "left_anti") \
+            .select(*row_id).collect()
+
     def _timed_append(self, spec: TableSpec, rows: Callable[[], DataFrame], app_id: str,
                       batch_id: int) -> WriteResult:
         """Skip a replayed batch before any Spark work, else append ``rows()`` and time it all."""
@@ -372,6 +379,20 @@ class DeltaRsLake(Lake):
             files.setdefault(night, []).append(path)
         return files
 
+    def repeated_rows(self, spec: TableSpec, df: DataFrame, nights: list[int] | None = None) -> list:
+        """:meth:`Lake.repeated_rows` in one stage, like :meth:`append_new` (shuffle by night,
+        Arrow anti-join against the night's committed keys); ``df`` holds keys, row id and night."""
+        if nights is None:
+            nights = df.agg(F.collect_set(PARTITION_COLUMN)).first()[0]
+        if not nights:
+            return []
+        row_id = [*spec.row_id, PARTITION_COLUMN]
+        out = df.select(*row_id).schema
+        finder = repeated_rows_finder(spec, self.files_by_night(spec, nights))
+        return (df.select(*spec.keys, *row_id)
+                .repartition(min(len(nights), self.spark.sparkContext.defaultParallelism), PARTITION_COLUMN)
+                .mapInArrow(finder, out).collect())
+
     def read_files(self, spec: TableSpec, paths: list[str]) -> DataFrame:
         """Files of the table (paths relative to its root, committed or not) as a DataFrame with the
         table's schema, partition columns read from the paths."""
@@ -543,17 +564,47 @@ def new_rows_writer(
         table = (pa.Table.from_batches(received).select(schema.names).cast(schema) if received
                  else schema.empty_table())
         writer = PartitionedFileWriter(table_root, schema, list(spec.partition_by))
-        for night in pc.unique(table[PARTITION_COLUMN]).to_pylist():
-            rows = first_per_key(table.filter(pc.equal(table[PARTITION_COLUMN], night)), keys)
-            if existing.get(night):
-                stored = pq.ParquetDataset(existing[night]).read(columns=keys, use_threads=False)
-                rows = rows.join(stored, keys, join_type="left anti", use_threads=False)
-            writer.write(rows)
+        for night, rows in by_night(table):
+            writer.write(new_in_night(rows, keys, existing.get(night)))
         actions = writer.close()
         if actions.num_rows:
             yield actions
 
     return write
+
+
+def repeated_rows_finder(
+    spec: TableSpec, existing: dict[int, list[str]]
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """A ``mapInArrow`` function for (keys, row id, night) rows partitioned by night: yields the
+    row id and night of every row that :func:`new_in_night` drops."""
+    keys, row_id = list(spec.keys), [*spec.row_id, PARTITION_COLUMN]
+
+    def find(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        received = list(batches)
+        if not received:
+            return
+        for night, rows in by_night(pa.Table.from_batches(received)):
+            kept = new_in_night(rows, keys, existing.get(night))
+            yield from rows.join(kept.select(row_id), row_id, join_type="left anti",
+                                 use_threads=False).select(row_id).to_batches()
+
+    return find
+
+
+def by_night(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+    for night in pc.unique(table[PARTITION_COLUMN]).to_pylist():
+        yield night, table.filter(pc.equal(table[PARTITION_COLUMN], night))
+
+
+def new_in_night(rows: pa.Table, keys: list[str], stored_files: list[str] | None) -> pa.Table:
+    """Rows of one night to append: the first of each key, none whose key is in ``stored_files``
+    (the night's committed files; only their key columns are read)."""
+    rows = first_per_key(rows, keys)
+    if stored_files:
+        stored = pq.ParquetDataset(stored_files).read(columns=keys, use_threads=False)
+        rows = rows.join(stored, keys, join_type="left anti", use_threads=False)
+    return rows
 
 
 def first_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
