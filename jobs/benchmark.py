@@ -10,16 +10,26 @@ Stages, each measured on the same messages:
 - ``read_decode``     inside the stream: Kafka → decoded, persisted micro-batch
 - ``write_<table>``   inside the stream: de-duplication + Delta commit of each table
 - ``step_<name>``     inside the stream: each enrichment step (e.g. ``xmatch`` when catalogs are ingested)
-- ``end_to_end``      the streaming job from start to drained topic (the headline ``alerts_per_s``)
-- ``aggregation``     the second query (lake → per-object light curves → ``objects``), run after
-                      the ingest query over the same alerts, in alerts/s of its own wall time
+- ``end_to_end``      the ingest query from start to drained topic (the headline ``alerts_per_s``;
+                      includes its enrichment steps: the stamp classifier, the cross-match when a
+                      catalog is ingested)
+- ``aggregation``     the second query (lake → per-object light curves → ``objects`` → features →
+                      light-curve classes), run after the ingest query over the same alerts, in
+                      alerts/s of its own wall time; ``aggregation_step_<name>`` each object step
+- ``distribution``    the third query (enriched alerts → conf/filters.yaml → Kafka topics)
+- ``full_pipeline``   alerts / (ingest + aggregation + distribution wall time), the three queries
+                      run one after the other (on a cluster they run side by side)
+
+``components`` times science stages alone, outside Spark (``--no-components`` skips them):
+``features`` (lenga.features.benchmark: curves/s, per-family CPU share, 2 processes),
+``lc_classifier`` (objects/s, features excluded), ``stamp_classifier`` (stamps/s).
 
 ``xmatch`` reports the cross-match stage on its own (``lenga.xmatch.bench.measure``): new objects
 of 20,000-alert batches against generated catalogs of 10^6 (broadcast) and 10^7 (partitioned) rows.
 
 ``latency_p50_s``/``latency_p95_s`` are per micro-batch (read, decode, all four commits);
 ``peak_rss_mb`` is the peak resident memory of the driver Python, the JVM and every Python worker
-during the end-to-end run. Numbers are alerts/s unless named otherwise.
+during the ingest run; ``peak_rss_full_pipeline_mb`` the same over the three queries. Numbers are alerts/s unless named otherwise.
 """
 
 from __future__ import annotations
@@ -39,12 +49,16 @@ import pyarrow as pa
 from lenga.aggregation import run_aggregation
 from lenga.config import add_config_arguments, load_config
 from lenga.decode import decode_record_batch
+from lenga.distribute import run_distribution
+from lenga.features.benchmark import measure as measure_features
 from lenga.io.broker import EmbeddedBroker
 from lenga.io.kafka import create_topics, publish
 from lenga.io.session import build_session
+from lenga.lc_classifier.bench import measure as measure_lc_classifier
 from lenga.monitor import PeakRSS, Stopwatch
 from lenga.runner import run_stream
 from lenga.sim.night import SimConfig, simulate
+from lenga.stamps.bench import measure as measure_stamps
 from lenga.xmatch.bench import measure as measure_xmatch
 
 # Simulated objects produce about this many alerts each over the benchmark's nights.
@@ -60,6 +74,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--surveys", default="ztf", help="ztf, lsst or ztf,lsst (default ztf: ZTF-size alerts)")
     parser.add_argument("--batch", type=int, help="alerts per micro-batch (source.kafka.max_offsets_per_trigger)")
     parser.add_argument("--workdir", help="lake/checkpoint directory (default: a temporary one, removed)")
+    parser.add_argument("--no-components", dest="components", action="store_false",
+                        help="skip the stand-alone feature, light-curve and stamp classifier measures")
     parser.add_argument("--xmatch-rows", type=int, nargs="*", default=[1_000_000, 10_000_000],
                         help="catalog sizes for the cross-match stage (default 1e6 broadcast, 1e7 partitioned); "
                              "none to skip")
@@ -140,10 +156,13 @@ def main(argv=None) -> None:
 
             spark = build_session("lenga-bench", config.spark)
             stages["kafka_read"] = kafka_read_rate(spark, config, published)
-            with PeakRSS(exclude=(broker.pid,)) as memory:
-                summary = run_stream(config, spark=spark)
-        if summary.alerts_in != published:
-            raise RuntimeError(f"the stream took {summary.alerts_in} alerts, expected {published}")
+            with PeakRSS(exclude=(broker.pid,)) as pipeline_memory:
+                with PeakRSS(exclude=(broker.pid,)) as memory:
+                    summary = run_stream(config, spark=spark)
+                if summary.alerts_in != published:
+                    raise RuntimeError(f"the stream took {summary.alerts_in} alerts, expected {published}")
+                aggregated = run_aggregation(config, spark)
+                distributed = run_distribution(config, spark)
 
         decode_s = sum(b.decode_s for b in summary.batches)
         stages["read_decode"] = summary.alerts_in / decode_s
@@ -153,11 +172,20 @@ def main(argv=None) -> None:
         for step in sorted({name for b in summary.batches for name in b.step_seconds}):
             stages[f"step_{step}"] = summary.step_rate(step)
         stages["end_to_end"] = summary.alerts_per_s
-        aggregated = run_aggregation(config, spark)
         stages["aggregation"] = summary.alerts_in / aggregated.wall_s
+        for step in sorted({name for b in aggregated.batches for name in b.step_seconds}):
+            seconds = sum(b.step_seconds.get(step, 0.0) for b in aggregated.batches)
+            stages[f"aggregation_step_{step}"] = summary.alerts_in / seconds if seconds else float("inf")
+        stages["distribution"] = summary.alerts_in / distributed.wall_s
+        stages["full_pipeline"] = summary.alerts_in / (summary.wall_s + aggregated.wall_s + distributed.wall_s)
         xmatch = {}
         for rows in args.xmatch_rows:
             xmatch[f"catalog_{rows:.0e}"] = measure_xmatch(spark, n_objects=10_000, catalog_rows=rows)
+        components = {}
+        if args.components:
+            components = {"features": measure_features(objects=1000, processes=2),
+                          "lc_classifier": measure_lc_classifier(n_objects=20_000),
+                          "stamp_classifier": measure_stamps(n_alerts=4000, cores=2)}
         result = {
             "alerts": summary.alerts_in,
             "surveys": args.surveys,
@@ -171,10 +199,16 @@ def main(argv=None) -> None:
             "latency_p95_s": round(summary.latency(0.95), 2),
             "peak_rss_mb": round(memory.peak_mb, 1),
             "peak_rss_breakdown_mb": memory.breakdown_mb(),
+            "peak_rss_full_pipeline_mb": round(pipeline_memory.peak_mb, 1),
             "rows": summary.table_rows,
             "xmatch": xmatch,
             "aggregation": {"objects": aggregated.objects_in_lake, "wall_s": round(aggregated.wall_s, 2),
-                            "micro_batches": len(aggregated.batches)},
+                            "micro_batches": len(aggregated.batches),
+                            "rows": {t: sum(b.tables[t].rows for b in aggregated.batches if t in b.tables)
+                                     for t in {t for b in aggregated.batches for t in b.tables}}},
+            "distribution": {"wall_s": round(distributed.wall_s, 2), "micro_batches": len(distributed.batches),
+                             "published": distributed.published()},
+            "components": components,
             "spark_master": config.spark.get("spark.master"),
             "lake_backend": summary.backend,
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
