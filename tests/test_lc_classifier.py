@@ -183,3 +183,16 @@ def test_step_writes_lc_classifications_once(spark, tmp_path, sets, model):
     want = expected[(expected["level"] == "leaf") & (expected["ranking"] == 1)].set_index("objectId")["class_name"]
     assert best.sort_index().equals(want.sort_index())
     assert (rows["batch_id"] == 0).all()
+
+
+def test_report_on_the_real_alerts(shared_data):
+    from lenga.lc_classifier.report import report
+
+    result = report(shared_data, LCClassifierSettings())
+    assert result["valid_alerts"] == result["messages"] > 150
+    ztf = result["surveys"]["ztf"]
+    assert ztf["classified"] >= 10  # the fink-alert-simulator histories carry 14-30 detections
+    assert sum(ztf["top"].values()) == sum(ztf["leaf"].values()) == ztf["classified"]
+    assert set(ztf["leaf"]) <= set(LEAF_CLASSES) and set(ztf["top"]) <= set(TOP_CLASSES)
+    shift = result["domain_shift"]
+    assert shift["features_compared"] > 50 and 0 <= shift["mean_outside_fraction"] <= 1
