@@ -8,16 +8,17 @@ import json
 
 import numpy as np
 
+from lenga.config import PROJECT_ROOT
 from lenga.stamps import CLASSES
 from lenga.stamps.inference import StampClassifier
 from lenga.stamps.preprocess import read_fits
 from lenga.stamps.report import main as report_main
 from lenga.stamps.report import read_alerts
-from lenga.stamps.step import DEFAULTS, REPO_ROOT
+from lenga.stamps.step import DEFAULTS
 
 
 def _classifier(survey):
-    return StampClassifier.load(REPO_ROOT / DEFAULTS["models"][survey])
+    return StampClassifier.load(PROJECT_ROOT / DEFAULTS["models"][survey])
 
 
 def test_every_real_ztf_alert_is_classified(shared_data):
