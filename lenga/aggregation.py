@@ -93,6 +93,7 @@ from lenga.aggregate import (
 )
 from lenga.config import Config, ConfigError
 from lenga.io.lake import DeltaSparkLake, Lake, TableSpec, WriteResult, open_lake
+from lenga.io.session import chained_query
 from lenga.pipeline import TABLE_SPECS, query_app_id
 from lenga.xmatch.healpix import NO_PIXEL, neighbour_block
 
@@ -370,12 +371,8 @@ def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
     curves = points.groupBy(*OBJECT_KEY).transformWithStateInPandas(
         LightCurveProcessor(ttl_ms), CURVES_SCHEMA, "Update", "ProcessingTime")
     writer = ObjectsWriter(lake, checkpoint, config, object_steps(config, lake) if steps is None else steps)
-    builder = (curves.writeStream.queryName(settings.query_name).foreachBatch(writer)
-               .option("checkpointLocation", checkpoint))
-    if (settings.trigger or config.stream.trigger) == "available_now":
-        builder = builder.trigger(availableNow=True)
-    else:
-        builder = builder.trigger(processingTime=config.stream.processing_time)
+    builder = chained_query(curves, settings.query_name, writer, checkpoint,
+                            settings.trigger or config.stream.trigger, config.stream.processing_time)
     # State TTL needs the ProcessingTime time mode, whose operator asks for a batch after every batch
     # (timers may fire): an availableNow query would never end. The query captures the session conf
     # when it starts; batches run only for new data (TTL cleanup then happens in data batches).

@@ -105,6 +105,7 @@ from lenga.io.delta_source import table_arrow_schema
 from lenga.io.kafka import create_topics
 from lenga.io.kafka_sink import KafkaSinkDataSource, write_messages
 from lenga.io.lake import Lake, TableSpec, open_lake
+from lenga.io.session import chained_query
 from lenga.pipeline import TABLE_SPECS
 from lenga.schema import ALERTS
 
@@ -478,12 +479,8 @@ def start_distribution(spark: SparkSession, config: Config, lake: Lake,
     writer = DistributionWriter(lake, settings, settings.bootstrap_for(config), checkpoint)
     writer.reloader.current()
     alerts = table_stream(spark, lake, TABLE_SPECS["alerts"], settings, columns=ALERT_COLUMNS)
-    builder = (alerts.writeStream.queryName(settings.query_name).foreachBatch(writer)
-               .option("checkpointLocation", checkpoint))
-    if (settings.trigger or config.stream.trigger) == "available_now":
-        builder = builder.trigger(availableNow=True)
-    else:
-        builder = builder.trigger(processingTime=config.stream.processing_time)
+    builder = chained_query(alerts, settings.query_name, writer, checkpoint,
+                            settings.trigger or config.stream.trigger, config.stream.processing_time)
     return builder.start(), writer
 
 

@@ -42,7 +42,7 @@ from lenga import schema
 from lenga.config import Config, SourceConfig
 from lenga.decode import STAGE as DECODE_STAGE
 from lenga.io.lake import Lake, TableSpec, WriteResult
-from lenga.io.session import kafka_format
+from lenga.io.session import chained_query, kafka_format
 from lenga.schema import PARTITION_COLUMN
 
 # Each alert and each quarantined message is one Kafka record: its coordinates identify the row.
@@ -279,10 +279,6 @@ def start_stream(spark: SparkSession, config: Config, lake: Lake,
         lake.ensure(spec)
     writer = MicroBatchWriter(lake, config, steps)
     raw = read_alert_stream(spark, config.source)
-    builder = (raw.writeStream.queryName(stream.query_name).foreachBatch(writer)
-               .option("checkpointLocation", stream.checkpoint))
-    if stream.trigger == "available_now":
-        builder = builder.trigger(availableNow=True)
-    else:
-        builder = builder.trigger(processingTime=stream.processing_time)
+    builder = chained_query(raw, stream.query_name, writer, stream.checkpoint, stream.trigger,
+                            stream.processing_time)
     return builder.start(), writer

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import DataStreamWriter
 
 KAFKA_PROVIDER_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
 DELTA_CATALOG_CLASS = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
@@ -81,3 +82,14 @@ def kafka_format(spark: SparkSession) -> str:
 
 def delta_spark_available(spark: SparkSession) -> bool:
     return has_jvm_class(spark, DELTA_CATALOG_CLASS)
+
+
+def chained_query(df: DataFrame, name: str, writer, checkpoint: str, trigger: str,
+                  processing_time: str) -> DataStreamWriter:
+    """The ``foreachBatch`` writer of one of lenga's queries (ingest, aggregation, distribution):
+    named, checkpointed, and triggered ``available_now`` (drain, then stop) or every
+    ``processing_time``."""
+    builder = df.writeStream.queryName(name).foreachBatch(writer).option("checkpointLocation", checkpoint)
+    if trigger == "available_now":
+        return builder.trigger(availableNow=True)
+    return builder.trigger(processingTime=processing_time)
