@@ -11,7 +11,6 @@ from lenga.lc_classifier.model import XGBSettings
 from lenga.lc_classifier.trainingset import DEFAULT_SURVEY_MIX, TrainingSetConfig
 
 SECTION = "lc_classifier"
-#: Relative model paths are taken from the checkout (the directory holding conf/), not the CWD.
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,7 @@ class LCClassifierSettings:
 
     @property
     def model_path(self) -> Path:
+        """The model directory; a relative one is taken from the checkout holding conf/, not the CWD."""
         path = Path(self.model_dir)
         return path if path.is_absolute() else PROJECT_ROOT / path
 

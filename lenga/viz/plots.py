@@ -49,16 +49,20 @@ def outside_legend(ax: Axes) -> None:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0)
 
 
+def plot_band_detections(ax: Axes, points: pd.DataFrame, value: str, error: str, band: str, colour) -> None:
+    """One band's detections as error bars of ``value`` ± ``error`` (nothing for no point)."""
+    if len(points):
+        ax.errorbar(points["mjd"], points[value], yerr=points[error], fmt=DETECTION_MARKER,
+                    color=colour, ms=5, capsize=2, label=f"{band} detections")
+
+
 def plot_magnitudes(ax: Axes, detections: pd.DataFrame, non_detections: pd.DataFrame) -> None:
     """Detections (``magpsf`` ± ``sigmapsf``) per band and upper limits (``diffmaglim``) as
     downward triangles; magnitudes grow downwards."""
     limits = non_detections[non_detections["kind"] == "upper_limit"]
     for band in band_order(detections["band"], limits["band"]):
         colour = band_colour(band)
-        points = detections[detections["band"] == band]
-        if len(points):
-            ax.errorbar(points["mjd"], points["magpsf"], yerr=points["sigmapsf"], fmt=DETECTION_MARKER,
-                        color=colour, ms=5, capsize=2, label=f"{band} detections")
+        plot_band_detections(ax, detections[detections["band"] == band], "magpsf", "sigmapsf", band, colour)
         band_limits = limits[limits["band"] == band]
         if len(band_limits):
             ax.plot(band_limits["mjd"], band_limits["diffmaglim"], UPPER_LIMIT_MARKER, color=colour, alpha=0.45,
@@ -75,10 +79,7 @@ def plot_fluxes(ax: Axes, detections: pd.DataFrame, non_detections: pd.DataFrame
     forced = non_detections[non_detections["kind"] == "forced"]
     for band in band_order(detections["band"], forced["band"]):
         colour = band_colour(band)
-        points = detections[detections["band"] == band]
-        if len(points):
-            ax.errorbar(points["mjd"], points["psfFlux"], yerr=points["psfFluxErr"], fmt=DETECTION_MARKER,
-                        color=colour, ms=5, capsize=2, label=f"{band} detections")
+        plot_band_detections(ax, detections[detections["band"] == band], "psfFlux", "psfFluxErr", band, colour)
         band_forced = forced[forced["band"] == band]
         if len(band_forced):
             ax.errorbar(band_forced["mjd"], band_forced["psfFlux"], yerr=band_forced["psfFluxErr"],
