@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from lenga.aggregate import CONTEXT_COLUMNS, CURVE_COLUMNS, OBJECT_KEY, latest_context, merge_curves
+from lenga.aggregate import CONTEXT_COLUMNS, CURVE_COLUMNS, OBJECT_KEY
 from lenga.aggregation import (
     ALERT_COLUMNS,
     OBJECTS,
@@ -53,20 +53,13 @@ def selected_objects(lake: Lake, nights: list[int] | None = None,
 
 def curve_row(rows: pd.DataFrame) -> pd.DataFrame:
     """One object's points and alert-context rows → one row of its full curve and latest context,
-    as :class:`udfs.aggregate.LightCurveProcessor` emits it (empty when it has no points yet)."""
-    from udfs.aggregate import ALERT, curve_state, spark_points
+    exactly as the aggregation emits it (:func:`udfs.aggregate.touch_object` on an empty state);
+    empty when it has no points yet."""
+    from udfs.aggregate import touch_object
 
-    is_alert = (rows["kind"] == ALERT).to_numpy()
-    curve = merge_curves(spark_points(rows.loc[~is_alert]))
-    if curve.empty:
-        return pd.DataFrame(columns=[*OBJECT_KEY, *CURVE_COLUMNS, *CONTEXT_COLUMNS])
-    alerts = rows.loc[is_alert]
-    context = (latest_context(alerts).iloc[0][CONTEXT_COLUMNS] if len(alerts)
-               else pd.Series({c: None for c in CONTEXT_COLUMNS}))
-    key = rows.iloc[0]
-    return pd.DataFrame({"survey": [key["survey"]], "objectId": [key["objectId"]],
-                         **{c: [v] for c, v in zip(CURVE_COLUMNS, curve_state(curve), strict=True)},
-                         **{c: [None if pd.isna(v) else float(v)] for c, v in context.items()}})
+    key = (rows["survey"].iloc[0], rows["objectId"].iloc[0])
+    _, curve = touch_object(key, None, rows)
+    return curve if curve is not None else pd.DataFrame(columns=[*OBJECT_KEY, *CURVE_COLUMNS, *CONTEXT_COLUMNS])
 
 
 def lake_curves(lake: Lake, keys: DataFrame) -> DataFrame:

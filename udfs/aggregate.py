@@ -168,6 +168,30 @@ def latest_context_state(stored: tuple | None, alerts: pd.DataFrame) -> tuple | 
     return tuple(None if _missing(v) else v for v in latest)
 
 
+def touch_object(key: tuple[str, str], stored: tuple | None,
+                 rows: pd.DataFrame) -> tuple[tuple, pd.DataFrame | None]:
+    """One object touched by a batch: its ``stored`` state (None if new) and the batch's ``rows``
+    (points, and alert rows carrying context) → its new state and the row the aggregation emits
+    (``CURVES_SCHEMA``: whole curve and latest context), or None while it has only alert rows
+    (their detections come with a later commit). Also what lenga.reclassify runs on a curve
+    rebuilt from the lake (``stored`` None)."""
+    is_alert = (rows["kind"] == ALERT).to_numpy()
+    stored_curve_lists = tuple(stored[:_N_CURVE]) if stored is not None else None
+    stored_context = tuple(stored[_N_CURVE:]) if stored is not None else None
+    has_context = stored_context is not None and stored_context[0] is not None
+    context = latest_context_state(stored_context if has_context else None, rows.loc[is_alert]) or _NO_CONTEXT
+    points = rows.loc[~is_alert]
+    if len(points):
+        curve = merged_state(key, stored_curve_lists, points)
+    else:
+        curve = stored_curve_lists or tuple([] for _ in CURVE_COLUMNS)
+    if not curve[0]:
+        return (*curve, *context), None
+    return (*curve, *context), pd.DataFrame({"survey": [key[0]], "objectId": [key[1]],
+                                             **{c: [v] for c, v in zip(CURVE_COLUMNS, curve, strict=True)},
+                                             **{c: [v] for c, v in zip(CONTEXT_COLUMNS, context[2:], strict=True)}})
+
+
 class LightCurveProcessor(StatefulProcessor):
     """Keeps each object's de-duplicated light curve and latest alert context in the state store;
     emits both when the object is touched.
@@ -188,23 +212,10 @@ class LightCurveProcessor(StatefulProcessor):
     def handleInputRows(self, key, rows, timerValues) -> Iterator[pd.DataFrame]:
         frames = list(rows)
         rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        is_alert = (rows["kind"] == ALERT).to_numpy()
-        stored = self.state.get()  # None when absent; no exists() round trip first
-        stored_curve_lists = tuple(stored[:_N_CURVE]) if stored is not None else None
-        stored_context = tuple(stored[_N_CURVE:]) if stored is not None else None
-        has_context = stored_context is not None and stored_context[0] is not None
-        context = latest_context_state(stored_context if has_context else None, rows.loc[is_alert]) or _NO_CONTEXT
-        points = rows.loc[~is_alert]
-        if len(points):
-            curve = merged_state(key, stored_curve_lists, points)
-        else:
-            curve = stored_curve_lists or tuple([] for _ in CURVE_COLUMNS)
-        self.state.update((*curve, *context))
-        if not curve[0]:  # only alert rows so far: their detections come with a later commit
-            return
-        yield pd.DataFrame({"survey": [key[0]], "objectId": [key[1]],
-                            **{c: [v] for c, v in zip(CURVE_COLUMNS, curve, strict=True)},
-                            **{c: [v] for c, v in zip(CONTEXT_COLUMNS, context[2:], strict=True)}})
+        state, curve = touch_object(key, self.state.get(), rows)  # get(): None when absent
+        self.state.update(state)
+        if curve is not None:
+            yield curve
 
     def close(self) -> None:
         pass
