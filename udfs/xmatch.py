@@ -15,25 +15,47 @@ sep_arcsec, kept columns):
   few), so the catalog is scanned where it lies and never shuffled.
 
 ``batch_objects`` turns a micro-batch of alerts into the objects to match: one position per object
-and the alert-context flags of ``lenga.xmatch.context``.
+and the alert-context flags (``lenga.xmatch.objects``).
+
+``crossmatch_batch_writer`` is the stream's one-job form (delta-rs lake): one ``mapInArrow`` over
+the batch's alerts shuffled by object turns them into objects, drops those already matched, matches
+the rest against broadcast Arrow tables and writes the ``xmatch`` and ``xmatch_objects`` files, for
+the driver to commit.  Each Spark job costs fixed scheduling and Python-worker time that exceeds the
+matching itself (10^4 objects take milliseconds), so a micro-batch is one job rather than one per
+step.  A partitioned catalog takes part through ``catalog_slice``: the rows in the HEALPix blocks of
+the batch's objects, selected by a semi-join with the blocks' pixels as its broadcast side (the
+catalog is scanned where it lies, never shuffled) and broadcast for that batch only.  They are the
+same candidates ``crossmatch`` finds in the whole catalog.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
-from pyspark.sql.types import BooleanType, LongType, StructField, StructType
+from pyspark.sql.types import LongType, StructField, StructType
 
+from lenga.io.lake import ADD_ACTION_SCHEMA, PartitionedFileWriter
 from lenga.xmatch.catalog import HPX_COLUMN, CatalogSpec, float_column
-from lenga.xmatch.context import alert_flags
 from lenga.xmatch.healpix import block_pixels
 from lenga.xmatch.match import OBJECT_COLUMNS, crossmatch, output_schema, separation_arcsec
+from lenga.xmatch.objects import ALERT_COLUMNS, OBJECT_KEYS, OBJECTS_SCHEMA, alert_objects
+from lenga.xmatch.tables import (
+    MATCH_SCHEMA,
+    REGISTRY_KEYS,
+    XMATCH,
+    XMATCH_OBJECTS,
+    crossmatch_batch,
+    match_rows,
+)
 
 # Internal names of the two positions of a candidate pair in the partitioned join (the catalog's own
 # coordinate columns may also be kept columns, and may be called ra/dec like the objects').
@@ -151,48 +173,78 @@ def partitioned_crossmatch(objects: DataFrame, catalog: DataFrame, spec: Catalog
     )
 
 
-# A type object, not a DDL string: parsing DDL needs a session, and this module is imported before one.
-_FLAGS_TYPE = StructType([StructField("known_sso", BooleanType()), StructField("probable_star", BooleanType())])
-
-
-@F.pandas_udf(_FLAGS_TYPE)
-def _alert_flags(
-    ssdistnr: pd.Series, ssmagnr: pd.Series, ss_object_id: pd.Series, sgscore1: pd.Series, distpsnr1: pd.Series
-) -> pd.DataFrame:
-    known_sso, star = alert_flags(ssdistnr, ssmagnr, ss_object_id, sgscore1, distpsnr1)
-    return pd.DataFrame({"known_sso": known_sso, "probable_star": star})
-
 
 def batch_objects(alerts: DataFrame) -> DataFrame:
-    """One row per (survey, objectId) of a micro-batch's alerts: survey, objectId, ra, dec, night,
-    known_sso, probable_star.
+    """One row per (survey, objectId) of a micro-batch's alerts (``lenga.xmatch.objects.alert_objects``):
+    the alerts are shuffled by object, so that each object's alerts meet in one task."""
+    schema = from_arrow_schema(OBJECTS_SCHEMA)
 
-    The position is the mean direction of the object's alerts (the normalised sum of their unit
-    vectors; Fisher, Lewis & Embleton 1987, Statistical Analysis of Spherical Data, sect. 3.2.1):
-    unlike an average of RA it is right across RA=0/360 and near the poles, and for one alert it is
-    that alert's position.  ``night`` is the object's first night in the batch; a flag is set when
-    any of its alerts sets it.
+    def objects(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        received = list(batches)
+        if received:
+            yield from alert_objects(pa.Table.from_batches(received)).to_batches()
+
+    return alerts.select(*ALERT_COLUMNS).repartition(*OBJECT_KEYS).mapInArrow(objects, schema)
+
+
+def as_match_rows(found: DataFrame, numeric: list[str], text: list[str]) -> DataFrame:
+    """``crossmatch_objects`` rows in the ``xmatch`` columns (``lenga.xmatch.tables.match_rows``)."""
+
+    def convert(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            yield from match_rows(pa.Table.from_batches([batch]), numeric, text).to_batches()
+
+    return found.mapInArrow(convert, from_arrow_schema(MATCH_SCHEMA))
+
+
+#: Spark DDL of ``crossmatch_batch_writer``'s rows: a Delta add action and the table it belongs to.
+TABLE_ADD_ACTION_SCHEMA = f"table string, {ADD_ACTION_SCHEMA}"
+
+
+def crossmatch_batch_writer(
+    catalogs: list[tuple[CatalogSpec, Broadcast]],
+    registry_files: list[str],
+    lake_paths: dict[str, str],
+    batch_id: int,
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """A ``mapInArrow`` function for a batch's alerts shuffled by object: matches its objects against
+    the broadcast catalogs (``lenga.xmatch.tables.crossmatch_batch``), writes the ``xmatch`` and
+    ``xmatch_objects`` Parquet files under ``lake_paths[table]`` and yields their add actions
+    (``TABLE_ADD_ACTION_SCHEMA``), for the driver to commit table by table.
+
+    Objects already in the committed ``registry_files`` (those of ``xmatch_objects``) are skipped;
+    only the rows of the task's own objects are read from them.
     """
-    ra, dec = F.radians("ra"), F.radians("dec")
-    flags = _alert_flags("ssdistnr", "ssmagnr", "ssObjectId", "sgscore1", "distpsnr1")
-    grouped = (
-        alerts.withColumn("_flags", flags)
-        .groupBy("survey", "objectId")
-        .agg(
-            F.avg(F.cos(dec) * F.cos(ra)).alias("_x"),
-            F.avg(F.cos(dec) * F.sin(ra)).alias("_y"),
-            F.avg(F.sin(dec)).alias("_z"),
-            F.min("night").alias("night"),
-            F.bool_or("_flags.known_sso").alias("known_sso"),
-            F.bool_or("_flags.probable_star").alias("probable_star"),
-        )
-    )
-    return grouped.select(
-        "survey",
-        "objectId",
-        F.pmod(F.degrees(F.atan2("_y", "_x")), F.lit(360.0)).alias("ra"),
-        F.degrees(F.atan2("_z", F.sqrt(F.col("_x") ** 2 + F.col("_y") ** 2))).alias("dec"),
-        "night",
-        "known_sso",
-        "probable_star",
-    )
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        received = list(batches)
+        if not received:
+            return
+        alerts = pa.Table.from_batches(received)
+        registered = None
+        if registry_files:
+            ids = pc.unique(alerts.column("objectId").cast(pa.string()))
+            registered = pq.ParquetDataset(registry_files, filters=pc.field("objectId").isin(ids)).read(
+                columns=list(REGISTRY_KEYS), use_threads=False)
+        tables = crossmatch_batch(alerts, [(spec, shared.value) for spec, shared in catalogs], registered, batch_id)
+        for spec, rows in zip((XMATCH, XMATCH_OBJECTS), tables, strict=True):
+            writer = PartitionedFileWriter(lake_paths[spec.name], spec.schema, list(spec.partition_by))
+            writer.write(rows)
+            actions = writer.close()
+            if actions.num_rows:
+                tag = pa.repeat(pa.scalar(spec.name), actions.num_rows)
+                yield pa.RecordBatch.from_arrays([tag, *actions.columns], ["table", *actions.schema.names])
+
+    return write
+
+
+def catalog_slice(catalog: DataFrame, pixels: np.ndarray) -> pa.Table:
+    """The rows of a prepared catalog in ``pixels`` (HEALPix at the catalog's order), sorted by ``hpx``.
+
+    With ``pixels`` the blocks of a batch's objects (``block_pixels``), this is the batch's share of a
+    catalog too large to broadcast whole: ``crossmatch`` finds the same candidates in it as in the
+    whole catalog.  The pixels are the broadcast side of a semi-join, so the catalog is scanned where
+    it lies and never shuffled; only the few rows around the batch's objects reach the driver.
+    """
+    wanted = catalog.sparkSession.createDataFrame(pa.table({HPX_COLUMN: pa.array(np.unique(pixels), pa.int64())}))
+    return catalog.join(F.broadcast(wanted), HPX_COLUMN, "left_semi").toArrow().sort_by(HPX_COLUMN)

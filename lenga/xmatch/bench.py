@@ -7,6 +7,9 @@ alerts-table columns the step reads. Half of the objects sit within an arcsecond
 so that matches are written, as in a real stream. The first batch also reads (and, under the
 threshold, broadcasts) the catalog: it is reported apart, the rate is over the later batches.
 
+On a shared machine the wall-clock rate depends on the load, so each batch's CPU seconds of the whole
+application (driver, JVM, Python workers) and its Spark jobs are reported too.
+
     python -m lenga.xmatch.bench --objects 10000 --catalog-rows 1000000
 """
 
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark import StorageLevel
@@ -73,6 +77,22 @@ def generate_alerts(catalog: pa.Table, n_objects: int, alerts_per_object: int, b
     })
 
 
+def tree_cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process and its descendants, by process kind:
+    ``driver-python``, ``java`` (the JVM) and ``python`` (Spark's Python workers and their daemon,
+    finished workers included through their parent's children times)."""
+    me = psutil.Process()
+    usage: dict[str, float] = {}
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            kind = "driver-python" if proc.pid == me.pid else proc.name()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        usage[kind] = usage.get(kind, 0.0) + times.user + times.system + times.children_user + times.children_system
+    return usage
+
+
 def measure(spark: SparkSession, n_objects: int = 10_000, catalog_rows: int = 1_000_000, alerts_per_object: int = 2,
             batches: int = 4, broadcast_max_rows: int = 2_000_000, seed: int = 0) -> dict:
     """Alerts/s and objects/s of ``CrossmatchStep`` against a generated catalog, with peak memory.
@@ -99,16 +119,26 @@ def measure(spark: SparkSession, n_objects: int = 10_000, catalog_rows: int = 1_
             inputs.append(frame.persist(StorageLevel.MEMORY_ONLY))
             inputs[-1].count()
         del catalog
-        seconds = []
+        seconds, cpu, jobs = [], [], []
+        tracker = spark.sparkContext.statusTracker()
         with PeakRSS() as memory:
             for batch, alerts in enumerate(inputs):
                 context = BatchContext(spark, lake, "lenga-xmatch-bench", batch, {"alerts": alerts}, None)
+                group = f"lenga-xmatch-bench-{batch}"
+                spark.sparkContext.setJobGroup(group, f"cross-match batch {batch}")
+                before = tree_cpu_seconds()
                 with Stopwatch() as watch:
                     step(context)
+                after = tree_cpu_seconds()
                 seconds.append(watch.seconds)
+                cpu.append({kind: after[kind] - before.get(kind, 0.0) for kind in after})
+                jobs.append(len(tracker.getJobIdsForGroup(group)))
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
         for frame in inputs:
             frame.unpersist()
         steady = sum(seconds[1:])
+        steady_cpu = [sum(c.values()) for c in cpu[1:]]
+        kinds = sorted({kind for c in cpu[1:] for kind in c})
         alerts_per_batch = n_objects * alerts_per_object
         return {
             "strategy": choose_strategy(catalog_rows, broadcast_max_rows),
@@ -121,6 +151,12 @@ def measure(spark: SparkSession, n_objects: int = 10_000, catalog_rows: int = 1_
             "batch_s": [round(s, 2) for s in seconds[1:]],
             "alerts_per_s": round(alerts_per_batch * (batches - 1) / steady, 1),
             "objects_per_s": round(n_objects * (batches - 1) / steady, 1),
+            "first_batch_cpu_s": round(sum(cpu[0].values()), 2),
+            "batch_cpu_s": [round(c, 2) for c in steady_cpu],
+            "batch_cpu_s_by_process": {k: round(sum(c.get(k, 0.0) for c in cpu[1:]) / (batches - 1), 2)
+                                       for k in kinds},
+            "alerts_per_cpu_s": round(alerts_per_batch * (batches - 1) / sum(steady_cpu), 1),
+            "spark_jobs_per_batch": jobs[1:],
             "xmatch_rows": lake.count(XMATCH.name),
             "registry_rows": lake.count(XMATCH_OBJECTS.name),
             "peak_rss_mb": round(memory.peak_mb, 1),
