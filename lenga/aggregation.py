@@ -302,6 +302,9 @@ class ObjectsBatchReport:
     merge: WriteResult
     tables: dict[str, WriteResult] = field(default_factory=dict)
     step_seconds: dict[str, float] = field(default_factory=dict)
+    #: Wall time of the batch's own phases: ``curves`` (stream reads and the stateful operator),
+    #: ``statistics`` (the objects rows), ``objects_merge``.
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class ObjectsWriter:
@@ -323,17 +326,22 @@ class ObjectsWriter:
             self._app_id = query_app_id(self.checkpoint)
         started = time.perf_counter()
         stats_schema = from_arrow_schema(pa.ipc.read_schema(pa.py_buffer(self._schema_bytes)))
-        if self.steps:  # read again by the steps: evaluate the stateful operator once
-            curves = curves.persist(StorageLevel.MEMORY_AND_DISK)
+        phases = {}
+        # read again by the statistics and the steps: evaluate the stateful operator once
+        curves = curves.persist(StorageLevel.MEMORY_AND_DISK)
         rows = (curves.mapInArrow(statistics_batches(self._schema_bytes), stats_schema)
                 .withColumn("last_batch_id", F.lit(batch_id).cast("long"))
                 .persist(StorageLevel.MEMORY_AND_DISK))
         tables = {OBJECTS_SPEC.name: rows}
         try:
+            curves.count()
+            phases["curves"] = time.perf_counter() - started
             summary = rows.agg(F.count("*").alias("n"), F.collect_set("hpx").alias("hpx")).first()
+            phases["statistics"] = time.perf_counter() - started - phases["curves"]
             result = self.lake.merge(OBJECTS_SPEC, rows, self._app_id, batch_id,
                                      target_partitions={"hpx": target_pixels(list(summary["hpx"]))})
-            report = ObjectsBatchReport(batch_id, int(summary["n"]), 0.0, result)
+            phases["objects_merge"] = result.seconds
+            report = ObjectsBatchReport(batch_id, int(summary["n"]), 0.0, result, phase_seconds=phases)
             context = ObjectBatchContext(curves.sparkSession, self.lake, self._app_id, batch_id, curves, tables,
                                          self.config)
             for step in self.steps:
@@ -348,6 +356,31 @@ class ObjectsWriter:
         self.reports.append(report)
 
 
+def aggregated_curves(points: DataFrame) -> DataFrame:
+    """Curves kept by Spark's own streaming aggregation (no state TTL): per object, the set of its
+    points and the context of its latest alert, merged in the JVM; then
+    ``udfs.aggregate.aggregated_curve_batches`` makes the ``CURVES_SCHEMA`` rows."""
+    from udfs.aggregate import ALERT, CURVES_SCHEMA, POINT_STRUCT_ORDER, aggregated_curve_batches
+
+    is_alert = F.col("kind") == ALERT
+    latest = F.when(is_alert, F.struct("mjd", "candid"))
+    state = points.groupBy(*OBJECT_KEY).agg(
+        F.collect_set(F.when(~is_alert, F.struct(*POINT_STRUCT_ORDER))).alias("points"),
+        F.max_by(F.struct(*CONTEXT_COLUMNS), latest).alias("context"))
+    return state.mapInArrow(aggregated_curve_batches, CURVES_SCHEMA)
+
+
+def stateful_curves(points: DataFrame, ttl_ms: int) -> DataFrame:
+    """Curves kept by ``applyInPandasWithState`` (``udfs.aggregate.curve_updater``), whose
+    processing-time timeout expires objects untouched for ``ttl_ms``."""
+    from pyspark.sql.streaming.state import GroupStateTimeout
+
+    from udfs.aggregate import CURVES_SCHEMA, STORED_STATE_SCHEMA, curve_updater
+
+    return points.groupBy(*OBJECT_KEY).applyInPandasWithState(
+        curve_updater(ttl_ms), CURVES_SCHEMA, STORED_STATE_SCHEMA, "Update", GroupStateTimeout.ProcessingTimeTimeout)
+
+
 def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
                       settings: AggregationSettings | None = None,
                       steps: Sequence[ObjectStep] | None = None) -> tuple[StreamingQuery, ObjectsWriter]:
@@ -356,8 +389,6 @@ def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
     ``steps`` run after the ``objects`` MERGE, in order; default :func:`object_steps`, ``[]`` for
     the ``objects`` table alone.
     """
-    from udfs.aggregate import CURVES_SCHEMA, LightCurveProcessor
-
     settings = settings or AggregationSettings.from_config(config)
     checkpoint = settings.checkpoint_for(config)
     Path(checkpoint).mkdir(parents=True, exist_ok=True)
@@ -367,12 +398,12 @@ def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
               .unionByName(non_detection_points(table_stream(spark, lake, non_spec, settings)))
               .unionByName(context_rows(table_stream(spark, lake, TABLE_SPECS["alerts"], settings,
                                                      columns=ALERT_COLUMNS))))
-    ttl_ms = int(settings.state_ttl_days * MS_PER_DAY) if settings.state_ttl_days else None
-    curves = points.groupBy(*OBJECT_KEY).transformWithStateInPandas(
-        LightCurveProcessor(ttl_ms), CURVES_SCHEMA, "Update", "ProcessingTime")
+    curves = (stateful_curves(points, int(settings.state_ttl_days * MS_PER_DAY)) if settings.state_ttl_days
+              else aggregated_curves(points))
     writer = ObjectsWriter(lake, checkpoint, config, object_steps(config, lake) if steps is None else steps)
     builder = chained_query(curves, settings.query_name, writer, checkpoint,
-                            settings.trigger or config.stream.trigger, config.stream.processing_time)
+                            settings.trigger or config.stream.trigger, config.stream.processing_time
+                            ).outputMode("update")  # an object's row is emitted again each time it is touched
     # State TTL needs the ProcessingTime time mode, whose operator asks for a batch after every batch
     # (timers may fire): an availableNow query would never end. The query captures the session conf
     # when it starts; batches run only for new data (TTL cleanup then happens in data batches).

@@ -41,19 +41,22 @@ def simulated():
     return [a for a in simulate(sim) if not a.corrupt]
 
 
-def config_for(root: Path, incoming: Path):
+def config_for(root: Path, incoming: Path, state_ttl_days: float | None = 400.0):
+    """``state_ttl_days`` picks the stateful operator (lenga.aggregation): applyInPandasWithState
+    with a timeout, or (None) Spark's streaming aggregation."""
     return load_config(extra={
         "source": {"kind": "files", "files": {"path": str(incoming), "max_files_per_trigger": 60}},
         "lake": {"root": str(root / "lake")},
         "stream": {"checkpoint": str(root / "checkpoints" / "stream")},
         "spark": {"spark.master": "local[2]"},
+        "aggregation": {"state_ttl_days": state_ttl_days},
     })
 
 
-def ingest_and_aggregate(spark, root: Path, batches: list[list]) -> list:
+def ingest_and_aggregate(spark, root: Path, batches: list[list], state_ttl_days: float | None = 400.0) -> list:
     """Each list of alerts is written, ingested and aggregated in its own pair of runs (restarts)."""
     incoming = root / "incoming"
-    config = config_for(root, incoming)
+    config = config_for(root, incoming, state_ttl_days)
     summaries = []
     for alerts in batches:
         write_directory(alerts, incoming)
@@ -158,13 +161,14 @@ def test_features_match_the_ingest_tables(in_order):
 
 @pytest.fixture(scope="module")
 def split(spark, tmp_path_factory, in_order):
-    """The same alerts shuffled, ingested and aggregated in two halves (two restarts)."""
+    """The same alerts shuffled, ingested and aggregated in two halves (two restarts), by the other
+    stateful operator (Spark's streaming aggregation, no TTL) than ``in_order``."""
     _, alerts, _ = in_order
     root = tmp_path_factory.mktemp("split")
     shuffled = alerts[:]
     random.Random(5).shuffle(shuffled)
     half = len(shuffled) // 2
-    return root, ingest_and_aggregate(spark, root, [shuffled[:half], shuffled[half:]])
+    return root, ingest_and_aggregate(spark, root, [shuffled[:half], shuffled[half:]], state_ttl_days=None)
 
 
 def test_out_of_order_and_split_across_restarts_give_the_same_objects(spark, split, in_order):
@@ -174,7 +178,7 @@ def test_out_of_order_and_split_across_restarts_give_the_same_objects(spark, spl
     assert_same(objects(split_root), objects(root))
     assert_same(features(split_root), features(root), rtol=FEATURES_RTOL)
     # Nothing new: a third aggregation run touches nothing.
-    again = run_aggregation(config_for(split_root, split_root / "incoming"), spark=spark)
+    again = run_aggregation(config_for(split_root, split_root / "incoming", None), spark=spark)
     assert again.objects_updated == 0 and again.objects_in_lake == summaries[1].objects_in_lake
 
 

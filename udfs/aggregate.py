@@ -19,15 +19,18 @@ into floats); non-detections carry ``NO_CANDID`` across Spark and Arrow, restore
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.streaming.state import GroupState
 from pyspark.sql.types import (
     ArrayType,
+    BinaryType,
     BooleanType,
     DoubleType,
     LongType,
@@ -57,6 +60,7 @@ CONTEXT_STATE_SCHEMA = StructType([StructField("alert_mjd", DoubleType()), Struc
 #: The whole state of one object, one ValueState: every state call is a round trip between the
 #: Python worker and the JVM's state server, so one get and one update per touched object.
 OBJECT_STATE_SCHEMA = StructType([*CURVE_STATE_SCHEMA.fields, *CONTEXT_STATE_SCHEMA.fields])
+STORED_STATE_SCHEMA = StructType([StructField("object", BinaryType())])
 _N_CURVE = len(CURVE_COLUMNS)
 _NO_CONTEXT = (None,) * len(CONTEXT_STATE_SCHEMA.fields)
 #: What the processor emits: the object key, its full curve and its latest context.
@@ -192,33 +196,33 @@ def touch_object(key: tuple[str, str], stored: tuple | None,
                                              **{c: [v] for c, v in zip(CONTEXT_COLUMNS, context[2:], strict=True)}})
 
 
-class LightCurveProcessor(StatefulProcessor):
-    """Keeps each object's de-duplicated light curve and latest alert context in the state store;
-    emits both when the object is touched.
+def curve_updater(ttl_ms: int | None):
+    """The ``applyInPandasWithState`` function (state :data:`OBJECT_STATE_SCHEMA`, output
+    :data:`CURVES_SCHEMA`): keeps each object's de-duplicated light curve and latest alert context
+    in the state store and emits both when the object is touched.
 
     Input rows are light-curve points plus, with ``kind`` = :data:`ALERT`, one row per alert
-    carrying its context columns. ``ttl_ms`` expires the state of an object not touched for that
-    long (processing time): its memory is reclaimed, and a later alert starts from the alert's own
-    history (30 days for ZTF, 12 months for LSST); lenga.aggregation explains how to rebuild the
-    state from the lake.
+    carrying its context columns. ``ttl_ms`` (processing time) sets the key's timeout each time it
+    is touched: an object silent that long is called once more with no rows and its state is
+    removed; a later alert then starts from the alert's own history (30 days for ZTF, 12 months for
+    LSST); lenga.aggregation explains how to rebuild the state from the lake.
     """
 
-    def __init__(self, ttl_ms: int | None):
-        self.ttl_ms = ttl_ms
-
-    def init(self, handle: StatefulProcessorHandle) -> None:
-        self.state = handle.getValueState("object", OBJECT_STATE_SCHEMA, self.ttl_ms)
-
-    def handleInputRows(self, key, rows, timerValues) -> Iterator[pd.DataFrame]:
-        frames = list(rows)
+    def update(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState) -> Iterator[pd.DataFrame]:
+        if state.hasTimedOut:
+            state.remove()
+            return
+        frames = list(frames)
         rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        state, curve = touch_object(key, self.state.get(), rows)  # get(): None when absent
-        self.state.update(state)
+        stored = pickle.loads(state.get[0]) if state.exists else None
+        new_state, curve = touch_object(key, stored, rows)
+        state.update((pickle.dumps(new_state, protocol=pickle.HIGHEST_PROTOCOL),))
+        if ttl_ms:
+            state.setTimeoutDuration(ttl_ms)
         if curve is not None:
             yield curve
 
-    def close(self) -> None:
-        pass
+    return update
 
 
 def curve_points(batch: pa.RecordBatch) -> pd.DataFrame:
@@ -230,6 +234,58 @@ def curve_points(batch: pa.RecordBatch) -> pd.DataFrame:
     data["candid"] = pc.fill_null(data["candid"], NO_CANDID)
     frame = pa.table(data).to_pandas()
     return _restore_candid(frame, frame["candid"].to_numpy(dtype=np.int64))
+
+
+#: Field order of the points the streaming aggregation collects (lenga.aggregation): the sort
+#: order of :func:`lenga.aggregate.merge_curves` first, then the other curve columns.
+POINT_STRUCT_ORDER = ["mjd", "kind", "band", "candid", *[c for c in CURVE_COLUMNS if c not in ("mjd", "kind", "band", "candid")]]
+
+
+def _list_column(values: pa.Array, offsets: np.ndarray) -> pa.ListArray:
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
+
+
+def curve_rows(points: pd.DataFrame, context: pa.Table) -> pa.Table:
+    """:data:`CURVES_SCHEMA` rows of the objects of ``points`` (light-curve points of many objects,
+    as :func:`lenga.aggregate.merge_curves` takes them): each object's points merged (de-duplicated,
+    sorted) into one row of arrays, with its context columns from ``context`` (keys and
+    :data:`CONTEXT_COLUMNS`, one row per object)."""
+    curve = merge_curves(points)
+    survey, object_id = curve["survey"].to_numpy(), curve["objectId"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, (survey[1:] != survey[:-1]) | (object_id[1:] != object_id[:-1])]) \
+        if len(curve) else np.empty(0, dtype=np.int64)
+    offsets = np.r_[starts, len(curve)]
+    arrow = to_arrow_schema(CURVES_SCHEMA)
+    columns = {"survey": pa.array(survey[starts], pa.string()), "objectId": pa.array(object_id[starts], pa.string())}
+    for c in CURVE_COLUMNS:
+        kind = arrow.field(c).type.value_type
+        values = curve[c]
+        columns[c] = _list_column(pa.array(values.to_numpy() if kind == pa.float64() else values, kind,
+                                           from_pandas=True), offsets)
+    at = pd.MultiIndex.from_arrays([context[k].to_numpy(zero_copy_only=False) for k in OBJECT_KEY]).get_indexer(
+        pd.MultiIndex.from_arrays([survey[starts], object_id[starts]]))
+    columns.update({c: pc.take(context[c], pa.array(at)) for c in CONTEXT_COLUMNS})
+    return pa.table(columns).select(arrow.names).cast(arrow)
+
+
+def aggregated_curve_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """A ``mapInArrow`` function: rows of the streaming aggregation (lenga.aggregation: key, the
+    object's ``points`` as an array of structs in :data:`POINT_STRUCT_ORDER`, its latest alert
+    ``context`` struct) → :data:`CURVES_SCHEMA` rows, many objects per call (the aggregation keeps
+    every copy that differs in any bit; :func:`lenga.aggregate.merge_curves` decides between them)."""
+    for batch in batches:
+        table = pa.Table.from_batches([batch]).filter(pc.greater(pc.list_value_length(batch["points"]), 0))
+        if table.num_rows == 0:
+            continue
+        parent = pc.list_parent_indices(table["points"])
+        flat = pc.list_flatten(table["points"])
+        data = {k: pc.take(table[k], parent) for k in OBJECT_KEY}
+        data.update({c: pc.struct_field(flat, c) for c in CURVE_COLUMNS})
+        frame = pa.table(data).to_pandas()
+        points = _restore_candid(frame, frame["candid"].to_numpy(dtype=np.int64))
+        context = pa.table({**{k: table[k] for k in OBJECT_KEY},
+                            **{c: pc.struct_field(table["context"], c) for c in CONTEXT_COLUMNS}})
+        yield from curve_rows(points, context).to_batches()
 
 
 def statistics_batches(schema_bytes: bytes):
