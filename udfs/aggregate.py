@@ -1,15 +1,19 @@
-"""Spark-facing light-curve aggregation (lenga.aggregate underneath).
+"""Spark-facing light-curve aggregation (lenga.aggregate underneath; lenga.aggregation explains the
+choice of stateful operator).
 
-* :class:`LightCurveProcessor` is the ``transformWithStateInPandas`` processor: per object, the
-  stored curve (one ValueState of arrays and the latest alert context, one entry per object in the
-  RocksDB state store) is merged
-  with the batch's new points by :func:`lenga.aggregate.merge_curves`, stored back, and emitted as
-  one row of arrays (``CURVES_SCHEMA``): the full de-duplicated curve of every touched object.
-  The processor runs once per touched object, so its per-object cost bounds the query's speed: the
-  common case (new points that the stored curve does not hold yet: the ingest tables are already
-  de-duplicated) is merged on plain Python lists by :func:`merged_state` (~0.2 ms for an 80-point
-  curve instead of ~5 ms through pandas); any repeated point (a replay, a rebuild, late copies) goes
-  through the general :func:`lenga.aggregate.merge_curves`, whose result the fast path reproduces.
+* :func:`aggregated_curve_batches` is the ``mapInArrow`` step after Spark's streaming aggregation
+  (the default, no state TTL): the aggregation keeps, per object, the set of its points as structs
+  and its latest alert context; this step explodes many objects' points at once, merges them with
+  :func:`lenga.aggregate.merge_curves` (sorted, de-duplicated) and rebuilds one row of arrays per
+  object (``CURVES_SCHEMA``): the full curve of every touched object.
+* :func:`curve_updater` is the ``applyInPandasWithState`` function used when the state expires
+  (``state_ttl_days``): per object, the stored curve (one binary state value: the pickled state
+  tuple of lists, so neither the JVM nor PySpark converts it element by element) is merged with
+  the batch's new points by :func:`touch_object` and emitted as the same row. The common case (new
+  points that the stored curve does not hold yet) is merged on plain Python lists by
+  :func:`merged_state`; any repeated point goes through the general
+  :func:`lenga.aggregate.merge_curves`, whose result the fast path reproduces. :func:`touch_object`
+  also rebuilds curves from the lake in lenga.reclassify.
 * :func:`statistics_batches` is the ``mapInArrow`` step that turns those curve rows into ``objects``
   rows, many objects per call (one row is one whole object, so Arrow batches never split a curve).
 
@@ -57,9 +61,10 @@ CURVE_STATE_SCHEMA = StructType([StructField(c, ArrayType(_SPARK_TYPES.get(c, Do
 #: The state of one object's context: its latest alert's mjd, candid and context columns.
 CONTEXT_STATE_SCHEMA = StructType([StructField("alert_mjd", DoubleType()), StructField("alert_candid", LongType()),
                                    *[StructField(c, DoubleType()) for c in CONTEXT_COLUMNS]])
-#: The whole state of one object, one ValueState: every state call is a round trip between the
-#: Python worker and the JVM's state server, so one get and one update per touched object.
+#: The whole state of one object (curve lists, then context): the tuple :func:`touch_object` keeps.
 OBJECT_STATE_SCHEMA = StructType([*CURVE_STATE_SCHEMA.fields, *CONTEXT_STATE_SCHEMA.fields])
+#: The ``applyInPandasWithState`` state: that tuple pickled (Spark's array state would be converted
+#: element by element in the JVM and in PySpark, and PySpark 4.2 fails to parse array state schemas).
 STORED_STATE_SCHEMA = StructType([StructField("object", BinaryType())])
 _N_CURVE = len(CURVE_COLUMNS)
 _NO_CONTEXT = (None,) * len(CONTEXT_STATE_SCHEMA.fields)
@@ -78,7 +83,7 @@ def _restore_candid(frame: pd.DataFrame, candid: np.ndarray) -> pd.DataFrame:
 
 
 def curve_state(curve: pd.DataFrame) -> tuple[list, ...]:
-    """One object's merged curve as the ValueState tuple (one Python list per curve column).
+    """One object's merged curve as the state tuple (one Python list per curve column).
 
     Missing floats stay NaN (read back the same); nullable ints, booleans and strings use None.
     """
@@ -87,7 +92,7 @@ def curve_state(curve: pd.DataFrame) -> tuple[list, ...]:
 
 
 def stored_curve(key: tuple[str, str], state: tuple) -> pd.DataFrame:
-    """The ValueState tuple of one object back as a curve frame with its key."""
+    """The state tuple of one object back as a curve frame with its key."""
     frame = pd.DataFrame({c: pd.Series(v, dtype=CURVE_DTYPES[c]) for c, v in zip(CURVE_COLUMNS, state, strict=True)})
     frame.insert(0, "objectId", key[1])
     frame.insert(0, "survey", key[0])
