@@ -245,7 +245,7 @@ def test_profile_reports_every_family_by_cpu_and_wall():
     det, nd = ztf_like_batch(np.random.default_rng(15), 6, max_points=40)
     rates = profile(det, nd, CONFIG)
     assert set(rates) == {"prepare", "variability", "stochastic", "period", "transient", "colour",
-                          "nondetections", "assemble", "total"}
+                          "nondetections", "sign", "assemble", "total"}
     for stage, by in rates.items():
         assert set(by) == {"cpu", "wall"} and all(np.isfinite(r) and r > 0 for r in by.values()), stage
     # the total is the sum of the stages' times, so it is slower than every stage
@@ -299,3 +299,29 @@ def test_benchmark_measure_reports_every_family():
     assert set(FAMILIES) | {"prepare", "assemble", "total"} == set(features["objects_per_s"])
     assert sum(features["cpu_share"].values()) == pytest.approx(1.0, abs=0.01)
     assert features["slowest_family"] in FAMILIES and "aggregation" not in result  # no Spark given
+
+
+def test_positive_fraction_counts_the_sign_of_every_detection():
+    """ALeRCE's positive_fraction: ZTF's sign from isdiffpos ('t'/'f'), LSST's from psfFlux; a band with
+    too few points for the curve families still counts, and the multiband fraction pools all bands."""
+    from lenga.features.sign import positive_fraction
+
+    rng = np.random.default_rng(21)
+    t = night_times(rng, 10, 100.0)
+    ztf = pd.concat([frame("z", "g", t, 18 + rng.normal(0, 0.1, 10), np.full(10, 0.05)),
+                     frame("z", "r", t[:3], np.full(3, 19.0), np.full(3, 0.05))], ignore_index=True)
+    ztf = ztf.drop(columns=["psfFlux", "psfFluxErr"])  # magpsf of |flux| and its sign, as ZTF sends them
+    ztf["isdiffpos"] = ["t"] * 7 + ["f"] * 3 + ["f", "t", "f"]  # g: 7 of 10 positive, r: 1 of 3
+    flux = np.array([500.0, -400.0, 600.0, -700.0, 800.0, 900.0, -300.0, 400.0])
+    lsst = flux_frame("l", "i", t[:8], flux, np.full(8, 50.0))
+    out = extract_features(pd.concat([ztf, lsst], ignore_index=True), None, CONFIG).set_index("objectId")
+    assert out.loc["z", "positive_fraction_g"] == pytest.approx(0.7)
+    assert out.loc["z", "positive_fraction_r"] == pytest.approx(1 / 3)
+    assert np.isnan(out.loc["z", "positive_fraction_i"]) and np.isnan(out.loc["z", "amplitude_r"])
+    assert out.loc["z", "positive_fraction"] == pytest.approx(8 / 13)
+    assert out.loc["l", "positive_fraction_i"] == out.loc["l", "positive_fraction"] == pytest.approx(5 / 8)
+    # a supernova (absent from the reference) has only positive detections
+    sn = frame("sn", "g", t, 18 + 0.05 * (t - t[0]), np.full(10, 0.05))
+    assert extract_features(sn, None, CONFIG).iloc[0]["positive_fraction"] == 1.0
+    with pytest.raises(ValueError, match="between 0 and the detection counts"):
+        positive_fraction(np.array([[3]]), np.array([[2]]))

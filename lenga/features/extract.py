@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lenga.features import colour, nondetections, period, stochastic, transient, variability
+from lenga.features import colour, nondetections, period, sign, stochastic, transient, variability
 from lenga.features.config import FeatureConfig
 from lenga.features.curves import Curves, pack
 from lenga.features.photometry import difference_flux, magnitudes
 
 #: Bump when any feature's definition or computation changes; stored with every row.
-FEATURE_VERSION = "1.2.0"  # 1.2.0: context columns are the aggregation's (srmag1, extendedness)
+FEATURE_VERSION = "1.3.0"  # 1.3.0: positive_fraction (sign of the difference flux, lenga.features.sign)
 
 KEY_COLUMNS = ["objectId", "survey", "feature_version"]
 REQUIRED_DETECTION_COLUMNS = ["survey", "objectId", "mjd", "band"]
@@ -44,6 +44,8 @@ class Prepared:
     first_mag: np.ndarray
     brightest: np.ndarray
     mean_mag: np.ndarray
+    n_signed: np.ndarray  # (n_objects, n_bands) detections with a finite signed difference flux
+    n_positive: np.ndarray  # (n_objects, n_bands) of them with a positive one
     mag: Curves
     mag_object: np.ndarray
     mag_band: np.ndarray
@@ -68,6 +70,7 @@ def _band_families(config: FeatureConfig) -> list[tuple[list[str], list[str]]]:
         (period.band_names(config.n_harmonics), period.band_descriptions(config.n_harmonics)),
         (transient.names(), transient.descriptions()),
         (nondetections.NAMES, nondetections.DESCRIPTIONS),
+        (sign.NAMES, sign.DESCRIPTIONS),
     ]
 
 
@@ -81,6 +84,7 @@ def family_columns(config: FeatureConfig) -> dict[str, list[str]]:
         "transient": _band_columns(transient.names(), bands),
         "colour": colour.names(config.colour_pairs),
         "nondetections": _band_columns(nondetections.NAMES, bands),
+        "sign": _band_columns(sign.NAMES, bands) + list(sign.MULTIBAND_NAMES),
     }
 
 
@@ -95,6 +99,7 @@ def feature_descriptions(config: FeatureConfig) -> dict[str, str]:
         for name, text in zip(names, texts, strict=True):
             out.update({f"{name}_{b}": f"{text} (band {b})" for b in bands})
     out.update(zip(period.MULTIBAND_NAMES, period.MULTIBAND_DESCRIPTIONS, strict=True))
+    out.update(zip(sign.MULTIBAND_NAMES, sign.MULTIBAND_DESCRIPTIONS, strict=True))
     out.update(zip(colour.names(config.colour_pairs), colour.descriptions(config.colour_pairs), strict=True))
     out.update({c: f"context passed through from the objects table: {c}" for c in config.context_columns})
     return out
@@ -166,6 +171,10 @@ def prepare(detections: pd.DataFrame, non_detections: pd.DataFrame | None, confi
                          if len(mag_curves) else [], n_objects, len(bands), np.nan)
     good_flux = np.isfinite(flux) & (flux_err > 0)
     flux_curves, flux_group = pack(group[good_flux], mjd[good_flux], flux[good_flux], flux_err[good_flux])
+    n_signed = _per_band(flux_group, flux_curves.lengths, n_objects, len(bands), 0)
+    positive = (flux_curves.y > 0).astype(np.int64)
+    n_positive = _per_band(flux_group, flux_curves.reduce(np.add, positive) if len(flux_curves) else [],
+                           n_objects, len(bands), 0)
     eligible_mag = np.flatnonzero(mag_curves.lengths >= config.min_points_per_band)
     eligible_flux = np.flatnonzero(flux_curves.lengths >= config.min_points_per_band)
     return Prepared(
@@ -173,6 +182,7 @@ def prepare(detections: pd.DataFrame, non_detections: pd.DataFrame | None, confi
         object_id=np.asarray(id_names, dtype=object)[id_code[firsts]].astype(str).astype(object),
         survey=survey_names[survey_code[firsts]],
         n_det=n_det, first_mjd=first_mjd, first_mag=first_mag, brightest=brightest, mean_mag=mean_mag,
+        n_signed=n_signed, n_positive=n_positive,
         mag=mag_curves.subset(eligible_mag), mag_object=mag_group[eligible_mag] // len(bands),
         mag_band=mag_group[eligible_mag] % len(bands),
         flux=flux_curves.subset(eligible_flux), flux_object=flux_group[eligible_flux] // len(bands),
@@ -260,6 +270,13 @@ def _nondetections(p: Prepared) -> dict[str, np.ndarray]:
     return _cube_columns(cube, nondetections.NAMES, p.bands)
 
 
+def _sign(p: Prepared) -> dict[str, np.ndarray]:
+    per_band, all_bands = sign.positive_fraction(p.n_positive, p.n_signed)
+    out = _cube_columns(per_band[:, :, None], sign.NAMES, p.bands)
+    out.update({name: all_bands for name in sign.MULTIBAND_NAMES})
+    return out
+
+
 #: Feature families in output order; each maps prepared curves to named columns (one value per object).
 FAMILIES: dict[str, Callable[[Prepared], dict[str, np.ndarray]]] = {
     "variability": _variability,
@@ -268,6 +285,7 @@ FAMILIES: dict[str, Callable[[Prepared], dict[str, np.ndarray]]] = {
     "transient": _transient,
     "colour": _colour,
     "nondetections": _nondetections,
+    "sign": _sign,
 }
 
 
