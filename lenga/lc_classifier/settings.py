@@ -17,7 +17,7 @@ SECTION = "lc_classifier"
 class TrainingSettings:
     """``lc_classifier.training``: sizes and seeds of the simulated sets, and the xgboost settings."""
 
-    n_per_class: int = 2000
+    n_per_class: int = 4000
     test_per_class: int = 600
     seed: int = 1
     test_seed: int = 2
