@@ -1,7 +1,12 @@
 """Peak memory of a whole Spark application on one machine: driver Python + JVM + Python workers.
 
 Spark's own metrics miss the Python workers (decode, writers, UDFs), which are where lenga's memory
-goes, so the benchmark samples the resident set size of this process and all its descendants.
+goes, so the benchmark samples the memory of this process and all its descendants, two ways:
+
+* the sum of resident set sizes (RSS), an upper bound: PySpark forks its Python workers from one
+  daemon, and the pages they share with it (interpreter, pyarrow, numpy...) count once per worker;
+* the sum of proportional set sizes (PSS, Linux), the memory the application really occupies: a
+  page shared by n processes counts 1/n in each, so shared pages count once in the sum.
 """
 
 from __future__ import annotations
@@ -12,24 +17,33 @@ import time
 import psutil
 
 SAMPLE_INTERVAL_S = 0.2
+#: PSS is read every this many samples: it walks every mapping of every process (the JVM has
+#: thousands), measured at ~12% of a core at 5 Hz; a micro-batch's memory peak lasts seconds.
+PSS_EVERY = 5
 
 
-def tree_rss(process: psutil.Process, exclude: frozenset[int] = frozenset()) -> dict[str, int]:
-    """RSS by process kind (python, java, ...) of ``process`` and its descendants, less ``exclude``."""
+def tree_memory(process: psutil.Process, exclude: frozenset[int] = frozenset(),
+                with_pss: bool = True) -> tuple[dict[str, int], int]:
+    """RSS by process kind (python, java, ...) of ``process`` and its descendants, less ``exclude``,
+    and the sum of their PSS (0 without ``with_pss`` or where the platform has no PSS)."""
     usage: dict[str, int] = {}
+    pss = 0
     for proc in [process, *process.children(recursive=True)]:
         if proc.pid in exclude:
             continue
         try:
             kind = "driver-python" if proc.pid == process.pid else proc.name()
-            usage[kind] = usage.get(kind, 0) + proc.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            memory = proc.memory_full_info() if with_pss else proc.memory_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-    return usage
+        usage[kind] = usage.get(kind, 0) + memory.rss
+        pss += getattr(memory, "pss", 0)
+    return usage, pss
 
 
 class PeakRSS:
-    """Context manager sampling the process tree's RSS in a thread; ``peak_mb`` after exit.
+    """Context manager sampling the process tree's memory in a thread; after exit ``peak_mb`` (peak
+    of the RSS sum, with ``breakdown_mb`` by process kind at that moment) and ``peak_pss_mb``.
 
     ``exclude`` names processes that are not part of the measured application, such as the
     embedded Kafka broker, which is the stand-in for the survey's Kafka cluster.
@@ -39,16 +53,20 @@ class PeakRSS:
         self.interval_s = interval_s
         self.exclude = frozenset(exclude)
         self.peak_bytes = 0
+        self.peak_pss_bytes = 0
         self.peak_breakdown: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._process = psutil.Process()
+        self._samples = 0
 
     def _sample(self) -> None:
-        usage = tree_rss(self._process, self.exclude)
+        usage, pss = tree_memory(self._process, self.exclude, with_pss=self._samples % PSS_EVERY == 0)
+        self._samples += 1
         total = sum(usage.values())
         if total > self.peak_bytes:
             self.peak_bytes, self.peak_breakdown = total, usage
+        self.peak_pss_bytes = max(self.peak_pss_bytes, pss)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -62,11 +80,16 @@ class PeakRSS:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        self._samples = 0  # the last sample reads PSS too
         self._sample()
 
     @property
     def peak_mb(self) -> float:
         return self.peak_bytes / 2**20
+
+    @property
+    def peak_pss_mb(self) -> float:
+        return self.peak_pss_bytes / 2**20
 
     def breakdown_mb(self) -> dict[str, float]:
         return {kind: round(rss / 2**20, 1) for kind, rss in sorted(self.peak_breakdown.items())}
