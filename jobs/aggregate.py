@@ -25,7 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", help="checkpoint of the aggregation query (default: beside the stream's)")
     parser.add_argument("--trigger", choices=["available_now", "processing_time"],
                         help="default: stream.trigger")
-    parser.add_argument("--state-ttl-days", type=float, help="expire curves untouched that long (default 400)")
+    parser.add_argument("--state-ttl-days", type=float, help="expire curves untouched that long (default: never, the faster operator)")
     return parser.parse_args(argv)
 
 

@@ -189,7 +189,7 @@ class AggregationSettings:
     """The ``aggregation`` section of the configuration (all optional)."""
 
     checkpoint: str | None = None        # default: <stream.checkpoint>/../aggregate
-    state_ttl_days: float | None = 400.0
+    state_ttl_days: float | None = None  # None: no expiry, the fast operator (see the module docstring)
     max_versions_per_trigger: int | None = None
     trigger: str | None = None           # default: stream.trigger
     query_name: str = "lenga-aggregate"
