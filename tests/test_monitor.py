@@ -1,0 +1,25 @@
+"""lenga.monitor: the benchmark's memory sampler sees child processes, and PSS never exceeds RSS."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from lenga.monitor import PeakRSS
+
+ALLOCATED_MB = 300
+# A child that touches ALLOCATED_MB of fresh pages (so they are resident), then waits to be sampled.
+CHILD = f"import time; block = bytearray({ALLOCATED_MB} * 2**20); block[::4096] = b'x' * len(block[::4096]); time.sleep(3)"
+
+
+def test_peak_memory_includes_children_and_pss_counts_shared_pages_once():
+    with PeakRSS(interval_s=0.1) as memory:
+        child = subprocess.Popen([sys.executable, "-c", CHILD])
+        time.sleep(2.0)
+        child.wait()
+    assert memory.peak_mb >= ALLOCATED_MB
+    assert "driver-python" in memory.breakdown_mb()
+    # The child's private pages count fully in both sums; pages shared with this process (the
+    # interpreter) count once in PSS and twice in RSS.
+    assert ALLOCATED_MB <= memory.peak_pss_mb <= memory.peak_mb
