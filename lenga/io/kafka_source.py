@@ -60,9 +60,6 @@ METADATA_TIMEOUT_S = 10.0
 # enough to bound a task's memory (500 ZTF alerts are ~40 MB; 2,000 held ~0.9 GB per reader worker).
 CONSUME_CHUNK = 500
 ARROW_BATCH_ROWS = 500
-# librdkafka's prefetch queue per consumer (default 64 MB): a task reads a known range, a few
-# fetches ahead are enough.
-PREFETCH_KBYTES = 16 * 1024
 
 Offsets = dict[str, dict[str, int]]
 
@@ -81,7 +78,6 @@ def _client_config(options: dict[str, str]) -> dict[str, object]:
     # Tasks only ask for records known to exist: do not let the broker hold a fetch open waiting
     # for more (measured with Tansu: 1,840 → 2,921 msg/s of 80 KB with 1 MB producer batches).
     config.setdefault("fetch.wait.max.ms", 10)
-    config.setdefault("queued.max.messages.kbytes", PREFETCH_KBYTES)
     config.setdefault("log_level", 3)
     return config
 
