@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import multiprocessing
 import shutil
 import tempfile
@@ -59,7 +58,7 @@ from lenga.io.broker import EmbeddedBroker
 from lenga.io.kafka import create_topics, publish
 from lenga.io.session import build_session
 from lenga.lc_classifier.bench import measure as measure_lc_classifier
-from lenga.monitor import PeakRSS, Stopwatch
+from lenga.monitor import PeakRSS, Stopwatch, emit_report
 from lenga.runner import run_stream
 from lenga.sim.night import SimConfig, simulate
 from lenga.stamps.bench import measure as measure_stamps
@@ -223,10 +222,7 @@ def main(argv=None) -> None:
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit_report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ over (mjd, candid), merged in the JVM with the state in RocksDB; one ``mapInArro
 turns thousands of objects at once into sorted, de-duplicated curve rows
 (:func:`lenga.aggregate.merge_curves` decides between copies that differ in any bit). 20,000
 alerts (8,029 objects, 441k points): curves + ``objects`` 84 → 38 CPU-s, 182 → 75 s wall on the
-loaded machine (``python -m lenga.aggregation_bench --no-steps [--no-ttl]``).
+loaded machine (``python -m lenga.aggregation_bench --no-steps [--state-ttl-days 400]``).
 
 **State TTL.** Spark's streaming aggregation has no state expiry (its state is evicted only by an
 event-time watermark on a grouping column, which would split a curve at window borders): its

@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 
 from lenga.config import Config, load_config
+from lenga.monitor import emit_report
 
 #: The benchmark's simulated ZTF objects produce about this many alerts each over 5 nights.
 ALERTS_PER_OBJECT = 3
@@ -124,12 +125,13 @@ class CPUMeter:
 
 
 def measure(spark, n_alerts: int = 20_000, seed: int = 42, workdir: str | None = None,
-            steps: list | None = None, repeats: int = 1, no_ttl: bool = False) -> dict:
+            steps: list | None = None, repeats: int = 1, state_ttl_days: float | None = None) -> dict:
     """Alerts/s of the aggregation query over a lake of ``n_alerts`` simulated ZTF alerts, with
     CPU seconds by process kind and the wall time of each phase. ``steps`` as in
     :func:`lenga.aggregation.run_aggregation` (None: the default object steps, [] none); ``workdir``
-    keeps the ingested lake between calls (default: a temporary directory, removed); ``no_ttl``
-    runs the query with ``aggregation.state_ttl_days`` null (Spark's streaming aggregation)."""
+    keeps the ingested lake between calls (default: a temporary directory, removed);
+    ``state_ttl_days`` set runs the expiring operator (applyInPandasWithState) instead of Spark's
+    streaming aggregation."""
     from lenga.aggregation import AggregationSettings, run_aggregation
 
     base = Path(workdir or tempfile.mkdtemp(prefix="lenga-aggbench-"))
@@ -144,8 +146,7 @@ def measure(spark, n_alerts: int = 20_000, seed: int = 42, workdir: str | None =
             shutil.rmtree(checkpoint, ignore_errors=True)
             settings = AggregationSettings.from_config(config)
             settings.checkpoint = str(checkpoint)
-            if no_ttl:
-                settings.state_ttl_days = None
+            settings.state_ttl_days = state_ttl_days
             with CPUMeter() as meter:
                 summary = run_aggregation(config, spark, settings, steps)
             used = meter.seconds()
@@ -174,15 +175,13 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-steps", dest="steps", action="store_const", const=[], default=None,
                         help="the objects table only (no features, no light-curve classifier)")
-    parser.add_argument("--no-ttl", action="store_true", help="aggregation.state_ttl_days null")
+    parser.add_argument("--state-ttl-days", type=float,
+                        help="expire state after N days (applyInPandasWithState); default: no expiry")
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args(argv)
     spark = build_session("lenga-aggregation-bench", load_config().spark)
-    result = measure(spark, args.alerts, args.seed, args.workdir, args.steps, args.repeats, args.no_ttl)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    result = measure(spark, args.alerts, args.seed, args.workdir, args.steps, args.repeats, args.state_ttl_days)
+    emit_report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ goes, so the benchmark samples the memory of this process and all its descendant
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 
 import psutil
 
@@ -104,3 +106,11 @@ class Stopwatch:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self._start
+
+
+def emit_report(result: dict, path: str | None = None) -> None:
+    """Print a benchmark's result as JSON, and write it to ``path`` when given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if path:
+        Path(path).write_text(text + "\n")
