@@ -60,7 +60,6 @@ change what a replay selects (e.g. an lc class that arrived in between).
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -68,7 +67,6 @@ from functools import reduce
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pyarrow as pa
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -106,6 +104,7 @@ from lenga.io.kafka import create_topics
 from lenga.io.kafka_sink import KafkaSinkDataSource, write_messages
 from lenga.io.lake import Lake, TableSpec, open_lake
 from lenga.io.session import chained_query
+from lenga.monitor import CPUMeter, Stopwatch
 from lenga.pipeline import TABLE_SPECS
 from lenga.schema import ALERTS
 
@@ -516,20 +515,6 @@ def run_distribution(config: Config, spark: SparkSession | None = None,
 
 # --- benchmark ---------------------------------------------------------------------------------------
 
-def _tree_cpu_seconds() -> float:
-    """CPU seconds of this process and its children (the JVM, Spark's Python workers, and an
-    embedded broker if this process started one)."""
-    me = psutil.Process(os.getpid())
-    total = 0.0
-    for process in [me, *me.children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
 def measure(spark: SparkSession, lake: Lake, bootstrap_servers: str, filters_file: str | None = None,
             repeats: int = 3, registry_url: str | None = None) -> dict:
     """Alerts/s through the distribution step: the whole ``alerts`` table of ``lake`` as one batch,
@@ -546,10 +531,10 @@ def measure(spark: SparkSession, lake: Lake, bootstrap_servers: str, filters_fil
     with tempfile.TemporaryDirectory(prefix="lenga-distribute-bench-") as checkpoint:
         writer = DistributionWriter(lake, settings, bootstrap_servers, checkpoint)
         for batch_id in range(repeats):
-            cpu_before, started = _tree_cpu_seconds(), time.perf_counter()
-            reports.append(writer.process(alerts, batch_id))
-            wall.append(time.perf_counter() - started)
-            cpu.append(_tree_cpu_seconds() - cpu_before)
+            with CPUMeter() as meter, Stopwatch() as watch:
+                reports.append(writer.process(alerts, batch_id))
+            wall.append(watch.seconds)
+            cpu.append(meter.total())
     alerts.unpersist()
     steady_wall, steady_cpu = sum(wall[1:]), sum(cpu[1:])
     return {

@@ -97,6 +97,58 @@ class PeakRSS:
         return {kind: round(rss / 2**20, 1) for kind, rss in sorted(self.peak_breakdown.items())}
 
 
+class CPUMeter:
+    """CPU seconds (user + system) spent while it runs by this process (``driver``), the JVM
+    (``jvm``) and every other descendant (``workers``: Spark's Python workers, which come and go).
+
+    Each process is sampled every ``interval_s``; a process's CPU counts from its first sample (0
+    for one started during the measure) to its last, so a worker ending between two samples loses
+    at most one interval. Reaped children's times are not used (they would count twice)."""
+
+    def __init__(self, interval_s: float = 0.25):
+        self.interval_s = interval_s
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._me = psutil.Process()
+
+    def _sample(self, initial: bool = False) -> None:
+        for proc in [self._me, *self._me.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                name = proc.name()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            kind = "driver" if proc.pid == self._me.pid else "jvm" if name == "java" else "workers"
+            self._first.setdefault(proc.pid, times.user + times.system if initial else 0.0)
+            self._last[proc.pid] = (kind, times.user + times.system)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def __enter__(self) -> CPUMeter:
+        self._sample(initial=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def total(self) -> float:
+        """CPU seconds of every process together."""
+        return sum(last - self._first[pid] for pid, (_, last) in self._last.items())
+
+    def seconds(self) -> dict[str, float]:
+        usage = {"driver": 0.0, "jvm": 0.0, "workers": 0.0}
+        for pid, (kind, last) in self._last.items():
+            usage[kind] += last - self._first[pid]
+        return {kind: round(value, 2) for kind, value in usage.items()}
+
+
 class Stopwatch:
     """``with Stopwatch() as s: ...`` then ``s.seconds``."""
 

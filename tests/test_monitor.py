@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from lenga.monitor import PeakRSS
+from lenga.monitor import CPUMeter, PeakRSS
 
 ALLOCATED_MB = 300
 # A child that touches ALLOCATED_MB of fresh pages (so they are resident), then waits to be sampled.
@@ -23,3 +23,18 @@ def test_peak_memory_includes_children_and_pss_counts_shared_pages_once():
     # The child's private pages count fully in both sums; pages shared with this process (the
     # interpreter) count once in PSS and twice in RSS.
     assert ALLOCATED_MB <= memory.peak_pss_mb <= memory.peak_mb
+
+
+BURN_S = 1.0
+# A child that keeps one core busy for BURN_S of CPU time.
+BURNER = f"import time\nend = time.process_time() + {BURN_S}\nwhile time.process_time() < end: pass"
+
+
+def test_cpu_meter_counts_a_child_that_ends_before_the_meter():
+    with CPUMeter(interval_s=0.05) as meter:
+        subprocess.run([sys.executable, "-c", BURNER], check=True)
+    by_kind = meter.seconds()
+    # The child is a worker (neither this driver nor a JVM); sampling every 50 ms loses at most the
+    # last interval of it.
+    assert by_kind["workers"] >= BURN_S - 0.1
+    assert meter.total() >= by_kind["workers"]

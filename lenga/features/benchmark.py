@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from lenga.features import FAMILIES, FeatureConfig, extract_features, profile
 from lenga.features.simulate import ztf_like_batch
+from lenga.monitor import CPUMeter
 
 
 def _extract_worker(args: tuple[int, int, int, int], barrier, results) -> None:
@@ -64,20 +64,6 @@ def parallel_rate(processes: int, objects: int, min_points: int, max_points: int
     return {"processes": processes, "objects": processes * objects,
             "wall_objects_per_s": processes * objects / wall,
             "cpu_objects_per_s_per_process": objects / float(np.mean([cpu for _, _, cpu in runs]))}
-
-
-def tree_cpu_seconds(process: psutil.Process | None = None) -> float:
-    """User + system CPU seconds of ``process`` (default: this one) and all its descendants,
-    including children already reaped (Spark's Python workers come and go)."""
-    process = process or psutil.Process()
-    total = 0.0
-    for proc in [process, *process.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
 
 
 def feature_rates(objects: int, min_points: int, max_points: int, seed: int) -> dict:
@@ -115,10 +101,10 @@ def aggregation_rates(spark, sim_objects: int, nights: int, seed: int, workdir: 
     lake = open_lake(spark, config.lake.root, config.lake.backend)
     runs = {}
     for name, steps in (("alone", []), ("with_features", [build_step(config, lake)])):
-        cpu = tree_cpu_seconds()
         checkpoint = str(workdir / "checkpoints" / f"aggregate-{name}")
-        summary = run_aggregation(config, spark, dataclasses.replace(settings, checkpoint=checkpoint), steps)
-        runs[name] = (summary, tree_cpu_seconds() - cpu)
+        with CPUMeter() as meter:
+            summary = run_aggregation(config, spark, dataclasses.replace(settings, checkpoint=checkpoint), steps)
+        runs[name] = (summary, meter.total())
     alone, alone_cpu = runs["alone"]
     with_features, features_cpu = runs["with_features"]
     step_s = sum(b.step_seconds.get("features", 0.0) for b in with_features.batches)

@@ -23,14 +23,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
 from lenga.io.lake import open_lake
-from lenga.monitor import PeakRSS, Stopwatch
+from lenga.monitor import CPUMeter, PeakRSS, Stopwatch
 from lenga.pipeline import BatchContext
 from lenga.xmatch.catalog import CatalogSpec
 from lenga.xmatch.step import XMATCH, XMATCH_OBJECTS, CrossmatchStep
@@ -77,22 +76,6 @@ def generate_alerts(catalog: pa.Table, n_objects: int, alerts_per_object: int, b
     })
 
 
-def tree_cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) so far of this process and its descendants, by process kind:
-    ``driver-python``, ``java`` (the JVM) and ``python`` (Spark's Python workers and their daemon,
-    finished workers included through their parent's children times)."""
-    me = psutil.Process()
-    usage: dict[str, float] = {}
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-            kind = "driver-python" if proc.pid == me.pid else proc.name()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        usage[kind] = usage.get(kind, 0.0) + times.user + times.system + times.children_user + times.children_system
-    return usage
-
-
 def measure(spark: SparkSession, n_objects: int = 10_000, catalog_rows: int = 1_000_000, alerts_per_object: int = 2,
             batches: int = 4, broadcast_max_rows: int = 2_000_000, seed: int = 0) -> dict:
     """Alerts/s and objects/s of ``CrossmatchStep`` against a generated catalog, with peak memory.
@@ -126,12 +109,10 @@ def measure(spark: SparkSession, n_objects: int = 10_000, catalog_rows: int = 1_
                 context = BatchContext(spark, lake, "lenga-xmatch-bench", batch, {"alerts": alerts}, None)
                 group = f"lenga-xmatch-bench-{batch}"
                 spark.sparkContext.setJobGroup(group, f"cross-match batch {batch}")
-                before = tree_cpu_seconds()
-                with Stopwatch() as watch:
+                with CPUMeter() as meter, Stopwatch() as watch:
                     step(context)
-                after = tree_cpu_seconds()
                 seconds.append(watch.seconds)
-                cpu.append({kind: after[kind] - before.get(kind, 0.0) for kind in after})
+                cpu.append(meter.seconds())
                 jobs.append(len(tracker.getJobIdsForGroup(group)))
         spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
         for frame in inputs:
