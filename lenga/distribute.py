@@ -60,7 +60,6 @@ change what a replay selects (e.g. an lc class that arrived in between).
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import reduce
@@ -104,7 +103,6 @@ from lenga.io.kafka import create_topics
 from lenga.io.kafka_sink import KafkaSinkDataSource, write_messages
 from lenga.io.lake import Lake, TableSpec, open_lake
 from lenga.io.session import chained_query
-from lenga.monitor import CPUMeter, Stopwatch
 from lenga.pipeline import TABLE_SPECS
 from lenga.schema import ALERTS
 
@@ -511,39 +509,3 @@ def run_distribution(config: Config, spark: SparkSession | None = None,
     query, writer = start_distribution(spark, config, lake, settings)
     await_query(query)
     return DistributionSummary(time.perf_counter() - started, writer.reports)
-
-
-# --- benchmark ---------------------------------------------------------------------------------------
-
-def measure(spark: SparkSession, lake: Lake, bootstrap_servers: str, filters_file: str | None = None,
-            repeats: int = 3, registry_url: str | None = None) -> dict:
-    """Alerts/s through the distribution step: the whole ``alerts`` table of ``lake`` as one batch,
-    through every filter of ``filters_file`` (default conf/filters.yaml) to Kafka, ``repeats`` times
-    (the first also warms up: its time is reported apart). CPU seconds cover the driver, the JVM,
-    Spark's Python workers (and an embedded broker started by this process); on a shared machine
-    trust them over wall-clock time."""
-    if repeats < 2:
-        raise ValueError("repeats must be >= 2: the first batch warms up")
-    settings = FilterSettings(file=filters_file, schema_registry_url=registry_url)
-    alerts = lake.read(TABLE_SPECS["alerts"]).select(*ALERT_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
-    n = alerts.count()
-    wall, cpu, reports = [], [], []
-    with tempfile.TemporaryDirectory(prefix="lenga-distribute-bench-") as checkpoint:
-        writer = DistributionWriter(lake, settings, bootstrap_servers, checkpoint)
-        for batch_id in range(repeats):
-            with CPUMeter() as meter, Stopwatch() as watch:
-                reports.append(writer.process(alerts, batch_id))
-            wall.append(watch.seconds)
-            cpu.append(meter.total())
-    alerts.unpersist()
-    steady_wall, steady_cpu = sum(wall[1:]), sum(cpu[1:])
-    return {
-        "alerts_per_batch": n,
-        "filters": list(reports[-1].published),
-        "published_per_batch": reports[-1].published,
-        "first_batch_s": round(wall[0], 2),
-        "batch_s": [round(s, 2) for s in wall[1:]],
-        "alerts_per_s": round(n * (repeats - 1) / steady_wall, 1) if steady_wall else None,
-        "cpu_s_per_batch": round(steady_cpu / (repeats - 1), 2),
-        "alerts_per_cpu_s": round(n * (repeats - 1) / steady_cpu, 1) if steady_cpu else None,
-    }
