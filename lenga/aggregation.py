@@ -119,6 +119,7 @@ from lenga.config import Config, ConfigError
 from lenga.io.lake import DeltaSparkLake, Lake, TableSpec, WriteResult, open_lake
 from lenga.io.session import chained_query
 from lenga.pipeline import TABLE_SPECS, query_app_id
+from lenga.schema import described_field as _field
 from lenga.xmatch.healpix import NO_PIXEL, neighbour_block
 
 MS_PER_DAY = 86_400_000
@@ -159,10 +160,6 @@ _BAND_DESCRIPTIONS = {
     "magstd": "sample standard deviation of magpsf in band {b} (null for one point)",
     "magrate": "(maglast - magfirst) / (lastmjd - firstmjd) in band {b}, mag/day",
 }
-
-
-def _field(name: str, kind: pa.DataType, description: str) -> pa.Field:
-    return pa.field(name, kind, metadata={b"description": description.encode()})
 
 
 def _objects_schema() -> pa.Schema:

@@ -33,8 +33,13 @@ PARTITION_COLUMN = "night"
 _DESCRIPTION = b"description"
 
 
-def _f(name: str, type_: pa.DataType, description: str) -> pa.Field:
-    return pa.field(name, type_, nullable=True, metadata={_DESCRIPTION: description.encode()})
+def described_field(name: str, type_: pa.DataType, description: str, nullable: bool = True) -> pa.Field:
+    """An Arrow field carrying its description as field metadata: every lenga table documents its
+    columns this way, and the Delta schema keeps it for readers (notebooks, duckdb)."""
+    return pa.field(name, type_, nullable=nullable, metadata={_DESCRIPTION: description.encode()})
+
+
+_f = described_field
 
 
 _SURVEY = _f("survey", pa.string(), "'ztf' or 'lsst'")

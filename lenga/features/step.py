@@ -42,6 +42,7 @@ from lenga.config import Config, ConfigError
 from lenga.features.config import FeatureConfig, load_feature_config
 from lenga.features.extract import feature_schema
 from lenga.io.lake import PARTITION_COLUMN, Lake, TableSpec, WriteResult
+from lenga.schema import described_field as _field
 
 if TYPE_CHECKING:
     from lenga.aggregation import ObjectBatchContext
@@ -50,10 +51,6 @@ TABLE = "features"
 KEYS = ("survey", "objectId", "feature_version")
 #: Partition column (see the module docstring), filled from the batch's ``objects`` rows.
 HPX = "hpx"
-
-
-def _field(name: str, kind: pa.DataType, description: str) -> pa.Field:
-    return pa.field(name, kind, metadata={b"description": description.encode()})
 
 
 def udf_schema(config: FeatureConfig) -> pa.Schema:

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lenga.lc_classifier.model import LEAF_CLASSES, TOP_CLASSES, HierarchicalClassifier
+from lenga.schema import described_field
 
 CLASSIFIER = "lc_classifier"
 TABLE = "lc_classifications"
@@ -23,7 +24,7 @@ OBJECT_COLUMNS = ("survey", "objectId", "night", "lastmjd", "ndet")
 
 
 def _field(name: str, kind: pa.DataType, description: str) -> pa.Field:
-    return pa.field(name, kind, nullable=False, metadata={b"description": description.encode()})
+    return described_field(name, kind, description, nullable=False)
 
 
 #: The ``lc_classifications`` table (partitioned by ``night``).

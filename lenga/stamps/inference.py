@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from lenga.schema import described_field as _f
 from lenga.stamps import CLASSES
 from lenga.stamps.features import feature_names, model_inputs
 from lenga.stamps.model import StampCNN
@@ -33,10 +34,6 @@ CLASSIFIER_NAME = {"ztf": "stamp_classifier", "lsst": "stamp_classifier_lsst"}
 NETWORK_CHUNK = 256
 #: Alert columns copied to every output row.
 ID_COLUMNS = ("survey", "objectId", "candid", "night", "mjd", "ingest_batch_id")
-
-
-def _f(name: str, type_: pa.DataType, description: str) -> pa.Field:
-    return pa.field(name, type_, metadata={b"description": description.encode()})
 
 
 #: ``stamp_classifications``: one row per class per classified alert.

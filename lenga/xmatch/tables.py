@@ -22,15 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lenga.io.lake import PARTITION_COLUMN, TableSpec
+from lenga.schema import described_field as _field
 from lenga.xmatch.catalog import CatalogSpec
 from lenga.xmatch.match import OBJECT_COLUMNS, crossmatch
 from lenga.xmatch.objects import OBJECT_KEYS, alert_objects
 
 REGISTRY_KEYS = (*OBJECT_KEYS, "catalog", "catalog_version")
-
-
-def _field(name: str, type_: pa.DataType, description: str) -> pa.Field:
-    return pa.field(name, type_, metadata={b"description": description.encode()})
 
 
 _COMMON = [
