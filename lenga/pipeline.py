@@ -4,6 +4,8 @@
       └─ foreachBatch(MicroBatchWriter)
            └─ mapInArrow(decode, write alerts files)   one pass over the messages (udfs.decode):
                 │                                      alerts with cutouts → Parquet, thin rows out
+                │                                      (with lenga's Kafka source and delta-rs, the
+                │                                      reading task does it: lenga_kafka_ingest)
                 ├─ alerts           files committed as they are, (survey, candid) unique
                 ├─ detections       every detection once, from the alert and its history
                 ├─ non_detections   upper limits and forced photometry, once
@@ -54,8 +56,14 @@ TABLE_SPECS = {
 }
 
 
-def read_alert_stream(spark: SparkSession, source: SourceConfig) -> DataFrame:
-    """The raw message stream with the columns of Spark's Kafka source, from Kafka or files."""
+def read_alert_stream(spark: SparkSession, source: SourceConfig, ingest_into: tuple[str, str] | None = None
+                      ) -> DataFrame:
+    """The raw message stream with the columns of Spark's Kafka source, from Kafka or files.
+
+    ``ingest_into`` = (alerts table root, query checkpoint): where lenga's own Kafka source is used,
+    read with ``lenga_kafka_ingest`` instead, which decodes in the reading task, writes the alerts
+    files and yields :data:`udfs.decode.INGESTED` rows (see :class:`MicroBatchWriter`).
+    """
     if source.kind == "files":
         if not source.files.path:
             raise ValueError("source.files.path is required when source.kind is 'files'")
@@ -66,7 +74,12 @@ def read_alert_stream(spark: SparkSession, source: SourceConfig) -> DataFrame:
     kafka = source.kafka
     if not kafka.bootstrap_servers:
         raise ValueError("source.kafka.bootstrap_servers is not set (the demo starts an embedded broker)")
-    reader = (spark.readStream.format(kafka_format(spark))
+    source_format = kafka_format(spark)
+    reader = spark.readStream
+    if ingest_into is not None and source_format == "lenga_kafka":
+        source_format = "lenga_kafka_ingest"
+        reader = reader.option("alertsPath", ingest_into[0]).option("checkpointLocation", ingest_into[1])
+    reader = (reader.format(source_format)
               .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
               .option("subscribe", ",".join(kafka.topics))
               .option("startingOffsets", kafka.starting_offsets)
@@ -166,7 +179,9 @@ class MicroBatchWriter:
     With a lake whose executors can write files for the driver to commit (delta-rs), the decode
     pass itself writes the ``alerts`` files (:func:`udfs.decode.decode_and_write_alerts`) and only
     the thin decoded rows (no cutouts) are cached for the other tables; otherwise (delta-spark)
-    the whole decoded batch is cached and each table written with ``Lake.append_new``.
+    the whole decoded batch is cached and each table written with ``Lake.append_new``. When the
+    stream comes from ``lenga_kafka_ingest`` that pass already ran in the reading tasks and the
+    batch arrives as thin rows.
     """
 
     def __init__(self, lake: Lake, config: Config, steps: list[BatchStep] | None = None):
@@ -203,8 +218,9 @@ class MicroBatchWriter:
         from udfs.decode import ALERT_FILE, INGESTED_SPARK_SCHEMA, decode_and_write_alerts
 
         started = time.perf_counter()
-        ingest = decode_and_write_alerts(self.lake.path("alerts"), batch_id)
-        ingested = raw.mapInArrow(ingest, INGESTED_SPARK_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK)
+        if ALERT_FILE not in raw.columns:  # not read by lenga_kafka_ingest, which already did this
+            raw = raw.mapInArrow(decode_and_write_alerts(self.lake.path("alerts"), batch_id), INGESTED_SPARK_SCHEMA)
+        ingested = raw.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             # One job reads Kafka, decodes, writes the alerts files, fills the cache and returns what
             # the commits need, so no later step re-reads Kafka nor asks Spark for counts or nights.
@@ -278,7 +294,8 @@ def start_stream(spark: SparkSession, config: Config, lake: Lake,
     for spec in TABLE_SPECS.values():
         lake.ensure(spec)
     writer = MicroBatchWriter(lake, config, steps)
-    raw = read_alert_stream(spark, config.source)
+    ingest_into = (lake.path("alerts"), stream.checkpoint) if lake.commits_executor_files else None
+    raw = read_alert_stream(spark, config.source, ingest_into)
     builder = chained_query(raw, stream.query_name, writer, stream.checkpoint, stream.trigger,
                             stream.processing_time)
     return builder.start(), writer

@@ -32,7 +32,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
@@ -42,6 +42,8 @@ from pyspark.sql.streaming.datasource import (
     ReadMaxRows,
     SupportsTriggerAvailableNow,
 )
+
+from lenga.io.checkpoint import batch_id_of
 
 # The built-in Kafka source's schema, column for column.
 KAFKA_SCHEMA = (
@@ -91,12 +93,14 @@ def _topics(options: dict[str, str]) -> list[str]:
 
 @dataclass(frozen=True)
 class OffsetRange(InputPartition):
-    """One Spark task's share of one Kafka partition: offsets [start, end)."""
+    """One Spark task's share of one Kafka partition: offsets [start, end), and the id of the
+    micro-batch reading it when the reader needs it (:class:`IngestingKafkaStreamReader`)."""
 
     topic: str
     partition: int
     start: int
     end: int
+    batch_id: int | None = None
 
 
 class KafkaOffsets:
@@ -318,3 +322,52 @@ class KafkaDataSource(DataSource):
 
     def streamReader(self, schema) -> KafkaStreamReader:
         return KafkaStreamReader(dict(self.options))
+
+
+class IngestingKafkaStreamReader(KafkaStreamReader):
+    """Reads Kafka and ingests in the same task: decodes the messages, writes the valid alerts as
+    uncommitted ``alerts`` files and yields :data:`udfs.decode.INGESTED` rows (see
+    :class:`IngestingKafkaDataSource`)."""
+
+    def __init__(self, options: dict[str, str]):
+        super().__init__(options)
+        for required in ("alertspath", "checkpointlocation"):
+            if required not in self.options:
+                raise ValueError(f"lenga_kafka_ingest: option {required!r} is required")
+
+    def partitions(self, start: Offsets, end: Offsets) -> list[OffsetRange]:
+        batch_id = batch_id_of(self.options["checkpointlocation"], end)
+        return [replace(part, batch_id=batch_id) for part in super().partitions(start, end)]
+
+    def read(self, partition: OffsetRange) -> Iterator[pa.RecordBatch]:
+        from udfs.decode import decode_and_write_alerts
+
+        ingest = decode_and_write_alerts(self.options["alertspath"], partition.batch_id)
+        return ingest(read_range(self.options, partition))
+
+
+class IngestingKafkaDataSource(KafkaDataSource):
+    """``format("lenga_kafka_ingest")``: Kafka messages in, :data:`udfs.decode.INGESTED` rows out.
+
+    Why: with the plain source every 80 kB message crosses from the reading Python worker into the
+    JVM and back out to a second Python worker that decodes it. Decoding where the bytes arrive
+    keeps the raw messages (and the cutouts) out of the JVM: measured on 20,000 ZTF alerts, 13% less
+    CPU per alert and a peak of 3.3 GB instead of 4.6 GB (RSS of driver, JVM and workers).
+
+    Extra options: ``alertsPath`` (the ``alerts`` table root, where the task writes its files) and
+    ``checkpointLocation`` (the query's checkpoint, where the batch id is looked up:
+    :func:`lenga.io.checkpoint.batch_id_of`). Used for the delta-rs lake, whose executors write files
+    that the driver commits; the built-in Kafka source and delta-spark keep the decode step.
+    """
+
+    @classmethod
+    def name(cls) -> str:
+        return "lenga_kafka_ingest"
+
+    def schema(self):
+        from udfs.decode import INGESTED_SPARK_SCHEMA
+
+        return INGESTED_SPARK_SCHEMA
+
+    def streamReader(self, schema) -> IngestingKafkaStreamReader:
+        return IngestingKafkaStreamReader(dict(self.options))

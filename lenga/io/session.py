@@ -55,12 +55,14 @@ def await_query(query) -> None:
 
 
 def register_data_sources(spark: SparkSession) -> None:
-    """Register lenga's Python data sources (``lenga_kafka``, ``lenga_files``, ``lenga_delta``)."""
+    """Register lenga's Python data sources (``lenga_kafka``, ``lenga_kafka_ingest``, ``lenga_files``,
+    ``lenga_delta``)."""
     from lenga.io.delta_source import DeltaDataSource
     from lenga.io.file_source import AlertFileDataSource
-    from lenga.io.kafka_source import KafkaDataSource
+    from lenga.io.kafka_source import IngestingKafkaDataSource, KafkaDataSource
 
     spark.dataSource.register(KafkaDataSource)
+    spark.dataSource.register(IngestingKafkaDataSource)
     spark.dataSource.register(AlertFileDataSource)
     spark.dataSource.register(DeltaDataSource)
 
