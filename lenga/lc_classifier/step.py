@@ -60,7 +60,10 @@ class LCClassifierStep:
                                              tuple(self.settings.detection_bands)), from_arrow_schema(ROWS_SCHEMA))
                 .withColumn("batch_id", F.lit(batch.batch_id).cast("long")))
         batch.tables[TABLE] = rows
-        return {TABLE: batch.lake.append_new(SPEC, rows, batch.app_id, batch.batch_id)}
+        # A classified object's night is its features row's: the nights come from the (persisted)
+        # features rows, so the classification runs once, in the write, not again to list nights.
+        nights = features.agg(F.collect_set("night")).first()[0]
+        return {TABLE: batch.lake.append_new(SPEC, rows, batch.app_id, batch.batch_id, nights=nights)}
 
 
 def build_object_step(config: Config, lake: Lake) -> LCClassifierStep | None:
