@@ -61,12 +61,13 @@ change what a replay selects (e.g. an lc class that arrived in between).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import reduce
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -129,6 +130,9 @@ _XMATCH_ROW = StructType([
     StructField("labels", MapType(StringType(), StringType())),
 ])
 _OBJECT_VALUES = [name for name in OBJECTS.names if name not in OBJECT_KEY]
+#: Enriched columns in no payload and costly for every alert of a batch (the features map has a few
+#: hundred values): built only when a filter in force reads them.
+OPTIONAL_COLUMNS = frozenset({"features", "xmatch"})
 
 #: The enriched alert: the columns a filter's predicate may use (see the module docstring).
 ENRICHED_SCHEMA = StructType([
@@ -203,9 +207,10 @@ def features_part(lake: Lake, keys: DataFrame) -> DataFrame | None:
                                                         F.array(*values)).alias("features"))
 
 
-def xmatch_parts(lake: Lake, keys: DataFrame) -> list[DataFrame]:
+def xmatch_parts(lake: Lake, keys: DataFrame, with_matches: bool = True) -> list[DataFrame]:
+    """The ``xmatch`` array (if ``with_matches``) and the ``known_sso`` / ``probable_star`` flags."""
     parts = []
-    matches = read_table(lake, XMATCH)
+    matches = read_table(lake, XMATCH) if with_matches else None
     if matches is not None:
         parts.append(matches.join(keys, OBJECT_KEY, "left_semi").groupBy(*OBJECT_KEY).agg(
             F.collect_list(F.struct(*_XMATCH_ROW.names)).alias("xmatch")))
@@ -250,12 +255,17 @@ def lc_part(lake: Lake, keys: DataFrame) -> DataFrame | None:
         F.max("lastmjd").cast("double").alias("lc_lastmjd"))
 
 
-def enrich(lake: Lake, alerts: DataFrame, nights: list[int]) -> DataFrame:
+def enrich(lake: Lake, alerts: DataFrame, nights: list[int],
+           optional: frozenset[str] = OPTIONAL_COLUMNS) -> DataFrame:
     """The enriched alerts (``ENRICHED_SCHEMA``) of a batch of alerts (``ALERT_COLUMNS``) observed
-    in ``nights``."""
+    in ``nights``. Of ``OPTIONAL_COLUMNS`` only those in ``optional`` are built (the others are
+    null): the filters in force say which they read (``CompiledFilter.uses``)."""
     keys = F.broadcast(alerts.select(*OBJECT_KEY).distinct())
     enriched = alerts
-    for part in (object_part(lake, keys), features_part(lake, keys), *xmatch_parts(lake, keys), lc_part(lake, keys)):
+    parts = [object_part(lake, keys), *xmatch_parts(lake, keys, "xmatch" in optional), lc_part(lake, keys)]
+    if "features" in optional:
+        parts.append(features_part(lake, keys))
+    for part in parts:
         if part is not None:
             enriched = enriched.join(part, OBJECT_KEY, "left")
     stamps = stamp_part(lake, alerts, nights)
@@ -290,6 +300,10 @@ def object_curves(lake: Lake, objects: DataFrame) -> DataFrame:
 
 # --- filters -------------------------------------------------------------------------------------
 
+#: Column of the selected rows: the index (in ``ActiveFilters.filters``) of the filter selecting it.
+FILTER_INDEX = "filter_index"
+
+
 def watchlist_match(spec: FilterSpec):
     """A pandas UDF (ra, dec) → struct(target, sep) cone-matching against the filter's watchlist."""
     targets = spec.watchlist
@@ -302,40 +316,56 @@ def watchlist_match(spec: FilterSpec):
     return match
 
 
-def select_alerts(enriched: DataFrame, compiled: CompiledFilter) -> DataFrame:
-    """The enriched alerts a filter selects (a watchlist filter also needs a cone match)."""
-    frame, condition = enriched, compiled.condition
-    if compiled.spec.watchlist:
-        matched = watchlist_match(compiled.spec)("ra", "dec")
-        frame = frame.withColumns({
-            "watchlist_target": matched["target"],
-            "watchlist_sep_arcsec": F.nanvl(matched["sep"], F.lit(None).cast("double"))})
-        condition = F.col("watchlist_target").isNotNull() & condition
-    # A null predicate (a column of a missing table) does not select, as in SQL.
-    return frame.where(F.coalesce(condition, F.lit(False)))
+def _by_filter(values: dict[int, Column]) -> Column:
+    """The value of the row's filter (``FILTER_INDEX``) among ``values`` (index → column), else null."""
+    index = F.col(FILTER_INDEX)
+    column = None
+    for i, value in values.items():
+        column = F.when(index == i, value) if column is None else column.when(index == i, value)
+    return F.lit(None) if column is None else column
 
 
-def payload_rows(selected: DataFrame, spec: FilterSpec, curves: DataFrame | None,
-                 cutouts: DataFrame | None) -> DataFrame:
-    """The selected alerts as rows of the filter's payload record (columns ``field_names``)."""
-    frame = selected
-    computed = {"schema_version": F.lit(schema_version_tag(spec.payload)), "filter": F.lit(spec.name),
-                "ndet": F.col("objects.ndet")}
-    if spec.payload in ("lightcurve", "full"):
-        frame = frame.join(curves, OBJECT_KEY, "left")
-        computed["detections"] = F.filter(F.coalesce("curve_detections", F.array()), lambda d: d["mjd"] <= F.col("mjd"))
-        computed["non_detections"] = F.filter(F.coalesce("curve_non_detections", F.array()),
-                                              lambda d: d["mjd"] <= F.col("mjd"))
-    if spec.payload == "full":
-        frame = frame.join(cutouts, ALERT_KEY, "left")
-    return frame.select(*[computed.get(name, F.col(name)).alias(name) for name in field_names(spec.payload)])
+def select_alerts(enriched: DataFrame, filters: Sequence[CompiledFilter]) -> DataFrame:
+    """One row per (enriched alert, filter selecting it), the filter's index in ``FILTER_INDEX``:
+    every predicate is evaluated in one pass over the batch, an alert no filter selects is dropped.
+
+    A watchlist filter's predicate sees its own cone match in ``watchlist_target`` /
+    ``watchlist_sep_arcsec`` (null for the other filters), and selects only matched alerts; its
+    rows keep that match."""
+    frame, chosen, matches = enriched, [], {}
+    no_target = {"watchlist_target": F.lit(None).cast("string"), "watchlist_sep_arcsec": F.lit(None).cast("double")}
+    for i, compiled in enumerate(filters):
+        condition = compiled.condition
+        if compiled.spec.watchlist:
+            matched = watchlist_match(compiled.spec)("ra", "dec")
+            frame = frame.withColumns({
+                "watchlist_target": matched["target"],
+                "watchlist_sep_arcsec": F.nanvl(matched["sep"], F.lit(None).cast("double"))})
+            condition = F.col("watchlist_target").isNotNull() & condition
+            matches[i] = (f"_watch{i}_target", f"_watch{i}_sep")
+            frame = frame.withColumns({matches[i][0]: F.col("watchlist_target"),
+                                       matches[i][1]: F.col("watchlist_sep_arcsec")})
+        # A null predicate (a column of a missing table) does not select, as in SQL.
+        frame = frame.withColumn(f"_selects{i}", F.when(F.coalesce(condition, F.lit(False)), F.lit(i)))
+        chosen.append(f"_selects{i}")
+        if compiled.spec.watchlist:
+            frame = frame.withColumns(no_target)
+    frame = frame.withColumn(FILTER_INDEX, F.explode(F.array_compact(F.array(*chosen))))
+    frame = frame.withColumns({
+        "watchlist_target": _by_filter({i: F.col(target) for i, (target, _) in matches.items()}).cast("string"),
+        "watchlist_sep_arcsec": _by_filter({i: F.col(sep) for i, (_, sep) in matches.items()}).cast("double")})
+    return frame.drop(*chosen, *[c for pair in matches.values() for c in pair])
 
 
-def _encoder(payload: str, topic: str, name: str, schema_id: int | None):
+def _encoder(filters: Sequence[FilterSpec], schema_ids: dict[str, int]):
+    """mapInArrow: payload rows of every filter (``FILTER_INDEX`` says which) → Kafka messages."""
     def encode(batches):
         for batch in batches:
-            if batch.num_rows:
-                yield encode_batch(batch, payload, topic, name, schema_id)
+            index = batch.column(FILTER_INDEX)
+            for i in pc.unique(index).to_pylist():
+                spec = filters[i]
+                yield encode_batch(batch.filter(pc.equal(index, i)), spec.payload, spec.topic, spec.name,
+                                   schema_ids.get(spec.topic))
     return encode
 
 
@@ -346,11 +376,16 @@ class ActiveFilters:
     filters: tuple[CompiledFilter, ...]
     schema_ids: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def uses(self) -> frozenset[str]:
+        """The ``OPTIONAL_COLUMNS`` some predicate reads."""
+        return frozenset().union(*(c.uses for c in self.filters))
+
 
 def activate(spark: SparkSession, filters: FilterSet, bootstrap_servers: str,
              registry_url: str | None) -> ActiveFilters:
     """Compile every predicate, create the topics, register the schemas; FilterError if any fails."""
-    compiled = tuple(compile_predicate(spark, spec, ENRICHED_SCHEMA) for spec in filters.filters)
+    compiled = tuple(compile_predicate(spark, spec, ENRICHED_SCHEMA, OPTIONAL_COLUMNS) for spec in filters.filters)
     ids = {}
     if registry_url:
         try:
@@ -366,27 +401,33 @@ def activate(spark: SparkSession, filters: FilterSet, bootstrap_servers: str,
     return ActiveFilters(compiled, ids)
 
 
-def build_messages(lake: Lake, enriched: DataFrame, nights: list[int], active: ActiveFilters) -> DataFrame | None:
-    """Every filter's messages (topic, key, value, headers) for one batch of enriched alerts
-    observed in ``nights``."""
-    if not active.filters:
-        return None
-    selections = [(c.spec, select_alerts(enriched, c)) for c in active.filters]
-    with_curves = [s for spec, s in selections if spec.payload in ("lightcurve", "full")]
-    curves = cutouts = None
+def build_messages(lake: Lake, selected: DataFrame, nights: dict[int, list[int]], active: ActiveFilters) -> DataFrame:
+    """Every filter's messages (topic, key, value, headers) from the rows ``select_alerts`` chose;
+    ``nights`` holds, per filter index with rows, the nights of its alerts. One pass: the light
+    curves and cutouts are joined for the rows whose payload carries them, then one ``mapInArrow``
+    builds and encodes every filter's payload."""
+    specs = [c.spec for c in active.filters]
+    index = F.col(FILTER_INDEX)
+    with_curves = [i for i in nights if specs[i].payload in ("lightcurve", "full")]
+    full = [i for i in nights if specs[i].payload == "full"]
+    payload = "full" if full else "lightcurve" if with_curves else "thin"  # its fields hold the others'
+    computed = {"schema_version": _by_filter({i: F.lit(schema_version_tag(specs[i].payload)) for i in nights}),
+                "filter": _by_filter({i: F.lit(specs[i].name) for i in nights}),
+                "ndet": F.col("objects.ndet")}
+    frame = selected
     if with_curves:
-        objects = reduce(DataFrame.unionByName, [s.select(*OBJECT_KEY) for s in with_curves]).distinct()
-        curves = object_curves(lake, objects)
-    full = [s for spec, s in selections if spec.payload == "full"]
+        objects = selected.where(index.isin(with_curves)).select(*OBJECT_KEY).distinct()
+        frame = frame.join(object_curves(lake, objects), OBJECT_KEY, "left")
+        computed["detections"] = F.filter(F.coalesce("curve_detections", F.array()), lambda d: d["mjd"] <= F.col("mjd"))
+        computed["non_detections"] = F.filter(F.coalesce("curve_non_detections", F.array()),
+                                              lambda d: d["mjd"] <= F.col("mjd"))
     if full:
-        wanted = reduce(DataFrame.unionByName, [s.select(*ALERT_KEY) for s in full]).distinct()
-        cutouts = (lake.read(TABLE_SPECS["alerts"], nights).select(*ALERT_KEY, *CUTOUT_COLUMNS)
-                   .join(F.broadcast(wanted), ALERT_KEY, "left_semi"))
-    parts = [payload_rows(selected, spec, curves, cutouts)
-             .mapInArrow(_encoder(spec.payload, spec.topic, spec.name, active.schema_ids.get(spec.topic)),
-                         from_arrow_schema(MESSAGE_SCHEMA))
-             for spec, selected in selections]
-    return reduce(DataFrame.unionByName, parts)
+        wanted = selected.where(index.isin(full)).select(*ALERT_KEY).distinct()
+        cutouts = (lake.read(TABLE_SPECS["alerts"], sorted({n for i in full for n in nights[i]}))
+                   .select(*ALERT_KEY, *CUTOUT_COLUMNS).join(F.broadcast(wanted), ALERT_KEY, "left_semi"))
+        frame = frame.join(cutouts, ALERT_KEY, "left")
+    rows = frame.select(index, *[computed.get(name, F.col(name)).alias(name) for name in field_names(payload)])
+    return rows.mapInArrow(_encoder(specs, active.schema_ids), from_arrow_schema(MESSAGE_SCHEMA))
 
 
 # --- the streaming query -----------------------------------------------------------------------------
@@ -444,24 +485,28 @@ class DistributionWriter:
         started = time.perf_counter()
         filters, active, replayed = self.filters_for(batch_id)
         alerts = alerts.persist(StorageLevel.MEMORY_AND_DISK)
-        enriched = messages = None
+        selected = None
         try:
             summary = alerts.agg(F.count("*").alias("n"), F.collect_set("night").alias("nights")).first()
             count, nights = summary["n"], sorted(summary["nights"])
-            published: dict[str, int] = {}
+            rows: dict[int, int] = {}
             if count and active.filters:
-                # Materialised with a truncated plan: every filter, payload and union below would
-                # otherwise re-analyse the dozen joins of the enrichment (seconds per operation).
-                enriched = enrich(self.lake, alerts, nights).localCheckpoint(eager=True)
-                messages = build_messages(self.lake, enriched, nights, active).localCheckpoint(eager=True)
-                published = {r["topic"]: r["n"] for r in messages.groupBy("topic").agg(F.count("*").alias("n")).collect()}
-                if published:
-                    write_messages(messages, self.bootstrap_servers, self.settings.producer_options)
+                # Materialised with a truncated plan (the dozen joins of the enrichment are analysed
+                # once), and small: only the selected alerts.
+                enriched = enrich(self.lake, alerts, nights, active.uses)
+                selected = select_alerts(enriched, active.filters).localCheckpoint(eager=True)
+                chosen = (selected.groupBy(FILTER_INDEX)
+                          .agg(F.count("*").alias("n"), F.collect_set("night").alias("nights")).collect())
+                rows = {r[FILTER_INDEX]: r["n"] for r in chosen}
+                if rows:
+                    write_messages(build_messages(self.lake, selected, {r[FILTER_INDEX]: r["nights"] for r in chosen},
+                                                  active),
+                                   self.bootstrap_servers, self.settings.producer_options)
         finally:
-            for frame in (messages, enriched, alerts):  # localCheckpoint blocks are unpersisted too
+            for frame in (selected, alerts):  # localCheckpoint blocks are unpersisted too
                 if frame is not None:
                     frame.unpersist()
-        by_filter = {c.spec.name: published.get(c.spec.topic, 0) for c in active.filters}
+        by_filter = {c.spec.name: rows.get(i, 0) for i, c in enumerate(active.filters)}
         return DistributionBatchReport(batch_id, count, by_filter, filters.digest, replayed,
                                        time.perf_counter() - started)
 
