@@ -2,24 +2,26 @@
 
     Kafka (or a directory of alert files)
       └─ foreachBatch(MicroBatchWriter)
-           └─ mapInArrow(decode, write alerts files)   one pass over the messages (udfs.decode):
-                │                                      alerts with cutouts → Parquet, thin rows out
-                │                                      (with lenga's Kafka source and delta-rs, the
-                │                                      reading task does it: lenga_kafka_ingest)
+           └─ mapInArrow(decode, write files)     one pass over the messages (udfs.decode): alerts
+                │                                 with cutouts → Parquet, history → staged Parquet
+                │                                 (de-duplicated per task), thin rows out (with
+                │                                 lenga's Kafka source and delta-rs, the reading
+                │                                 task does it: lenga_kafka_ingest)
                 ├─ alerts           files committed as they are, (survey, candid) unique
                 ├─ detections       every detection once, from the alert and its history
                 ├─ non_detections   upper limits and forced photometry, once
                 └─ quarantine       undecodable messages with raw bytes and the reason
 
 Why this shape (measured, see the ingest section of the README): a ZTF alert is ~82 kB, ~50 kB of
-it cutouts; every crossing of those bytes between the JVM and Python, and every cached copy, cost
-more CPU than decoding them. So the decode pass writes the wide ``alerts`` rows itself and only the
-thin decoded rows (history, provenance, no cutouts) enter the JVM, are cached, and feed the other
-tables. One Spark job materialises that cache and returns everything the commits need (counts,
-nights per table, the alerts files); each history table is then one stage (shuffle by night,
-de-duplicate and write in Python, :meth:`lenga.io.lake.DeltaRsLake.append_new`). With delta-spark
-(no executor-side file commits) the decoded batch is cached whole and each table appended with
-``Lake.append_new``.
+it cutouts, and carries ~50 history rows, most of them already seen in earlier alerts; every
+crossing of those bytes and rows between the JVM and Python cost more CPU than decoding them. So
+the decode pass writes the wide ``alerts`` rows and stages the history rows itself, and only the
+thin message rows (alert columns, provenance, quarantine) enter the JVM and are cached. One Spark
+job materialises that cache and returns everything the commits need (counts, nights, the files);
+each history table is then one stage of one task per night that reads the night's staged files,
+de-duplicates them against the lake and writes the new rows
+(:meth:`lenga.io.lake.DeltaRsLake.append_staged`). With delta-spark (no executor-side file commits)
+the decoded batch is cached whole and each table appended with ``Lake.append_new``.
 
 Each table gets one Delta transaction tagged with (query id, batch id): a batch replayed after a
 crash is skipped table by table, so a kill -9 at any point loses nothing and writes nothing twice.
@@ -30,6 +32,7 @@ and removed by ``VACUUM``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +46,8 @@ from pyspark.sql.streaming import StreamingQuery
 from lenga import schema
 from lenga.config import Config, SourceConfig
 from lenga.decode import STAGE as DECODE_STAGE
-from lenga.io.lake import Lake, TableSpec, WriteResult
+from lenga.io.checkpoint import query_app_id
+from lenga.io.lake import Lake, TableSpec, WriteResult, remove_staging, staging_dir
 from lenga.io.session import chained_query, kafka_format
 from lenga.schema import PARTITION_COLUMN
 
@@ -56,11 +60,11 @@ TABLE_SPECS = {
 }
 
 
-def read_alert_stream(spark: SparkSession, source: SourceConfig, ingest_into: tuple[str, str] | None = None
+def read_alert_stream(spark: SparkSession, source: SourceConfig, ingest_into: tuple[str, str, str] | None = None
                       ) -> DataFrame:
     """The raw message stream with the columns of Spark's Kafka source, from Kafka or files.
 
-    ``ingest_into`` = (alerts table root, query checkpoint): where lenga's own Kafka source is used,
+    ``ingest_into`` = (alerts table root, staging root, query checkpoint): where lenga's own Kafka source is used,
     read with ``lenga_kafka_ingest`` instead, which decodes in the reading task, writes the alerts
     files and yields :data:`udfs.decode.INGESTED` rows (see :class:`MicroBatchWriter`).
     """
@@ -78,7 +82,9 @@ def read_alert_stream(spark: SparkSession, source: SourceConfig, ingest_into: tu
     reader = spark.readStream
     if ingest_into is not None and source_format == "lenga_kafka":
         source_format = "lenga_kafka_ingest"
-        reader = reader.option("alertsPath", ingest_into[0]).option("checkpointLocation", ingest_into[1])
+        alerts_path, staging_path, checkpoint = ingest_into
+        reader = (reader.option("alertsPath", alerts_path).option("stagingPath", staging_path)
+                  .option("checkpointLocation", checkpoint))
     reader = (reader.format(source_format)
               .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
               .option("subscribe", ",".join(kafka.topics))
@@ -100,23 +106,22 @@ def decode_stream(raw: DataFrame) -> DataFrame:
 
 
 def split_tables(decoded: DataFrame) -> dict[str, DataFrame]:
-    """The four lake tables of a decoded micro-batch."""
+    """The four lake tables of a decoded micro-batch, history rows before de-duplication."""
     valid = decoded.where(F.col("quarantine_reason").isNull())
-    return {"alerts": valid.select(*schema.ALERTS.names), **history_tables(decoded)}
-
-
-def history_tables(decoded: DataFrame) -> dict[str, DataFrame]:
-    """``detections``, ``non_detections`` and ``quarantine`` rows of decoded messages (with or
-    without their cutouts), before de-duplication."""
-    valid = decoded.where(F.col("quarantine_reason").isNull())
-    rejected = decoded.where(F.col("quarantine_reason").isNotNull())
     return {
+        "alerts": valid.select(*schema.ALERTS.names),
         "detections": valid.select(F.explode("detections").alias("row")).select("row.*"),
         "non_detections": valid.select(F.explode("non_detections").alias("row")).select("row.*"),
-        "quarantine": rejected.withColumn("reason", F.col("quarantine_reason"))
-                              .withColumn("stage", F.lit(DECODE_STAGE))
-                              .select(*schema.QUARANTINE.names),
+        "quarantine": quarantine_rows(decoded),
     }
+
+
+def quarantine_rows(decoded: DataFrame) -> DataFrame:
+    """``quarantine`` rows of decoded messages (with or without cutouts and history)."""
+    return (decoded.where(F.col("quarantine_reason").isNotNull())
+            .withColumn("reason", F.col("quarantine_reason"))
+            .withColumn("stage", F.lit(DECODE_STAGE))
+            .select(*schema.QUARANTINE.names))
 
 
 @dataclass
@@ -162,23 +167,13 @@ class BatchReport:
         return self.decode_s + self.write_s + sum(self.step_seconds.values())
 
 
-def query_app_id(checkpoint: str) -> str:
-    """The Delta application id of a streaming query: ``lenga-<query id>``.
-
-    The query id is written by Spark in ``<checkpoint>/metadata`` before the first batch and stays
-    the same across restarts from that checkpoint, which is what replay detection needs.
-    """
-    with open(Path(checkpoint) / "metadata") as handle:
-        return "lenga-" + json.loads(handle.readline())["id"]
-
-
 class MicroBatchWriter:
     """The ``foreachBatch`` function over the raw messages: decode once, append the four tables,
     then run the enrichment steps in order.
 
     With a lake whose executors can write files for the driver to commit (delta-rs), the decode
-    pass itself writes the ``alerts`` files (:func:`udfs.decode.decode_and_write_alerts`) and only
-    the thin decoded rows (no cutouts) are cached for the other tables; otherwise (delta-spark)
+    pass itself writes the ``alerts`` files and stages the history (:func:`udfs.decode.decode_and_write`),
+    and only the thin message rows are cached; otherwise (delta-spark)
     the whole decoded batch is cached and each table written with ``Lake.append_new``. When the
     stream comes from ``lenga_kafka_ingest`` that pass already ran in the reading tasks and the
     batch arrives as thin rows.
@@ -215,36 +210,39 @@ class MicroBatchWriter:
             decoded.unpersist()
 
     def _write_with_alert_files(self, raw: DataFrame, batch_id: int) -> None:
-        from udfs.decode import ALERT_FILE, INGESTED_SPARK_SCHEMA, decode_and_write_alerts
+        from udfs.decode import FILE, FILE_TABLE, HISTORY_TABLES, INGESTED_SPARK_SCHEMA, decode_and_write
 
         started = time.perf_counter()
-        if ALERT_FILE not in raw.columns:  # not read by lenga_kafka_ingest, which already did this
-            raw = raw.mapInArrow(decode_and_write_alerts(self.lake.path("alerts"), batch_id), INGESTED_SPARK_SCHEMA)
+        staging = staging_dir(self.lake.staging_root(), self._app_id, batch_id)
+        if FILE not in raw.columns:  # not read by lenga_kafka_ingest, which already did this
+            raw = raw.mapInArrow(decode_and_write(self.lake.path("alerts"), staging, batch_id), INGESTED_SPARK_SCHEMA)
         ingested = raw.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            # One job reads Kafka, decodes, writes the alerts files, fills the cache and returns what
-            # the commits need, so no later step re-reads Kafka nor asks Spark for counts or nights.
-            valid = F.col(ALERT_FILE).isNull() & F.col("quarantine_reason").isNull()
+            # One job reads Kafka, decodes, writes the alerts and staged history files, fills the
+            # cache and returns what the commits need: no later step re-reads Kafka.
+            message = F.col(FILE_TABLE).isNull()
             summary = ingested.agg(
-                F.count(F.when(F.col(ALERT_FILE).isNull(), 1)).alias("messages"),
+                F.count(F.when(message, 1)).alias("messages"),
                 F.count("quarantine_reason").alias("quarantined"),
-                F.collect_list(ALERT_FILE).alias("files"),
-                F.collect_set(F.when(valid, F.col(PARTITION_COLUMN))).alias("alerts"),
-                *[F.array_distinct(F.flatten(F.collect_list(F.array_distinct(f"{name}.{PARTITION_COLUMN}"))))
-                  .alias(name) for name in ("detections", "non_detections")],
+                F.collect_list(F.when(~message, F.struct(FILE_TABLE, FILE))).alias("files"),
+                F.collect_set(F.when(message & F.col("quarantine_reason").isNull(), F.col(PARTITION_COLUMN)))
+                 .alias("nights"),
             ).first()
             decoded_at = time.perf_counter()
-            messages = ingested.where(F.col(ALERT_FILE).isNull())
-            tables = history_tables(messages)
-            results = {"alerts": self._commit_alerts(messages, summary["files"], summary["alerts"], batch_id)}
-            for name in ("detections", "non_detections"):
-                results[name] = self.lake.append_new(TABLE_SPECS[name], tables[name], self._app_id, batch_id,
-                                                     nights=summary[name])
+            files = {name: [row[FILE] for row in summary["files"] if row[FILE_TABLE] == name]
+                     for name in ("alerts", *HISTORY_TABLES)}
+            messages = ingested.where(message)
+            results = {"alerts": self._commit_alerts(messages, files["alerts"], summary["nights"], batch_id)}
+            for name in HISTORY_TABLES:
+                results[name] = self.lake.append_staged(TABLE_SPECS[name], os.path.join(staging, name), files[name],
+                                                        self._app_id, batch_id)
+            remove_staging(staging)
+            tables = {"quarantine": quarantine_rows(messages)}
             results["quarantine"] = (
                 self.lake.append_new(TABLE_SPECS["quarantine"], tables["quarantine"], self._app_id, batch_id)
                 if summary["quarantined"] else WriteResult("quarantine"))
             # Steps see this batch's alerts as stored (cutouts included, read only if a step needs them).
-            tables["alerts"] = (self.lake.read(TABLE_SPECS["alerts"], summary["alerts"])
+            tables["alerts"] = (self.lake.read(TABLE_SPECS["alerts"], summary["nights"])
                                 .join(F.broadcast(messages.select(*KAFKA_ROW_ID)), list(KAFKA_ROW_ID), "left_semi"))
             self._finish(BatchReport(batch_id, summary["messages"], decoded_at - started,
                                      time.perf_counter() - decoded_at, results), tables)
@@ -294,7 +292,7 @@ def start_stream(spark: SparkSession, config: Config, lake: Lake,
     for spec in TABLE_SPECS.values():
         lake.ensure(spec)
     writer = MicroBatchWriter(lake, config, steps)
-    ingest_into = (lake.path("alerts"), stream.checkpoint) if lake.commits_executor_files else None
+    ingest_into = (lake.path("alerts"), lake.staging_root(), stream.checkpoint) if lake.commits_executor_files else None
     raw = read_alert_stream(spark, config.source, ingest_into)
     builder = chained_query(raw, stream.query_name, writer, stream.checkpoint, stream.trigger,
                             stream.processing_time)

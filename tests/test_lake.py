@@ -10,7 +10,16 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from lenga.io.lake import DeltaRsLake, FileStats, TableSpec, first_per_key, open_lake
+from lenga.io.lake import (
+    DeltaRsLake,
+    FileStats,
+    PartitionedFileWriter,
+    TableSpec,
+    first_per_key,
+    open_lake,
+    remove_staging,
+    staging_dir,
+)
 
 SCHEMA = pa.schema([
     ("survey", pa.string()), ("candid", pa.int64()), ("mjd", pa.float64()),
@@ -88,3 +97,28 @@ def test_append_new_accepts_spark_columns_that_differ_in_nullability(spark, lake
 
     df = spark.createDataFrame(rows(range(5)), SPEC.spark_schema).withColumn("survey", F.lit("ztf"))
     assert lake.append_new(SPEC, df, "app", 0).rows == 5
+
+
+def stage(lake, staging, candid_groups):
+    """Stage each group of rows as one executor task would (PartitionedFileWriter under staging);
+    returns the add-action rows of every staged file."""
+    files = []
+    for candids in candid_groups:
+        writer = PartitionedFileWriter(staging, SCHEMA, ["night"])
+        writer.write(pa.Table.from_pylist([dict(zip(SCHEMA.names, r, strict=True)) for r in rows(candids)],
+                                          schema=SCHEMA))
+        files.extend(writer.close().to_pylist())
+    return files
+
+
+def test_append_staged_removes_duplicates_across_tasks_and_the_lake(spark, lake, tmp_path):
+    lake.append_new(SPEC, spark.createDataFrame(rows(range(50)), SPEC.spark_schema), "app", 0)
+    staging = staging_dir(str(tmp_path / "staging"), "app", 1)
+    files = stage(lake, staging, [range(40, 55), range(50, 60)])  # two tasks share 50..54
+    result = lake.append_staged(SPEC, staging, files, "app", 1)
+    assert result.rows == 10 and result.files == 3  # one new file per night
+    assert sorted(r.candid for r in lake.read(SPEC).select("candid").collect()) == list(range(60))
+    assert lake.read(SPEC).where("candid = 57").first().night == 20250301 + 57 % 3
+    assert lake.append_staged(SPEC, staging, files, "app", 1).skipped  # a replayed batch writes nothing
+    remove_staging(staging)
+    assert not (tmp_path / "staging" / "app" / "1").exists() and lake.count("things") == 60

@@ -1,22 +1,26 @@
 """Spark wrappers of :func:`lenga.decode.decode_record_batch` for ``DataFrame.mapInArrow``.
 
     decoded = kafka_df.mapInArrow(decode_batches, DECODED_SPARK_SCHEMA)
-    ingested = kafka_df.mapInArrow(decode_and_write_alerts(alerts_root, batch_id), INGESTED_SPARK_SCHEMA)
+    ingested = kafka_df.mapInArrow(decode_and_write(alerts_root, staging, batch_id), INGESTED_SPARK_SCHEMA)
 
 The input has the columns of Spark's Kafka source. :func:`decode_batches` returns one row per
 message with the schema :data:`lenga.schema.DECODED` (alerts columns, nested detections and
 non_detections, quarantine reason and raw bytes).
 
-:func:`decode_and_write_alerts` is the ingest's single pass over the messages: it also writes the
-valid alerts, cutouts included, as Parquet files of the ``alerts`` table (uncommitted until the
-driver commits their add actions) and returns the same rows *without* the cutouts, plus one row per
-file written. The cutouts, most of an alert's bytes, thus cross from the decoding Python worker to
-disk once and never enter the JVM: no Arrow→row conversion, no cached copy, no second Python
-worker to write them.
+:func:`decode_and_write` is the ingest's single pass over the messages (delta-rs lake). It writes
+the valid alerts, cutouts included, as Parquet files of the ``alerts`` table, and the task's
+detections and non-detections, de-duplicated within the task, as *staged* Parquet files under
+``staging`` (both uncommitted until the driver commits add actions). It yields the messages' thin
+rows (alert columns without cutouts or history, quarantine reason and raw bytes) plus one row per
+file written. Why: the cutouts are most of an alert's bytes, and the history rows (~50 per ZTF
+alert, most of them repeats of earlier alerts' history) were most of the rows; neither enters the
+JVM any more. The driver then de-duplicates the staged rows across tasks and against the lake,
+night by night (:meth:`lenga.io.lake.DeltaRsLake.append_staged`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pyarrow as pa
@@ -24,18 +28,23 @@ import pyarrow.compute as pc
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from lenga.decode import decode_record_batch
-from lenga.io.lake import ADD_ACTION_FIELDS, PartitionedFileWriter
-from lenga.schema import ALERTS, CUTOUT_COLUMNS, DECODED, PARTITION_COLUMN
+from lenga.io.lake import ADD_ACTION_FIELDS, PartitionedFileWriter, first_per_key
+from lenga.schema import ALERTS, CUTOUT_COLUMNS, DECODED, PARTITION_COLUMN, TABLE_KEYS, TABLES
 
 #: Spark schema of the decoded rows, derived from the Arrow schema (one definition of the columns).
 DECODED_SPARK_SCHEMA = from_arrow_schema(DECODED)
 
-#: Column of :data:`INGESTED` holding an alerts file's add action (null on message rows).
-ALERT_FILE = "alert_file"
-#: Output of :func:`decode_and_write_alerts`: the decoded rows without cutouts, and the files written.
+#: Tables whose rows come from the alerts' histories, staged by :func:`decode_and_write`.
+HISTORY_TABLES = ("detections", "non_detections")
+#: Columns of :data:`INGESTED` describing a written file (null on message rows): its table and its
+#: add action (``path`` relative to the table root, or to the table's staging directory).
+FILE_TABLE = "file_table"
+FILE = "file"
+#: Output of :func:`decode_and_write`: thin message rows, and the files written.
 INGESTED = pa.schema([
-    *(f for f in DECODED if f.name not in CUTOUT_COLUMNS),
-    pa.field(ALERT_FILE, pa.struct(list(ADD_ACTION_FIELDS))),
+    *(f for f in DECODED if f.name not in (*CUTOUT_COLUMNS, *HISTORY_TABLES)),
+    pa.field(FILE_TABLE, pa.string()),
+    pa.field(FILE, pa.struct(list(ADD_ACTION_FIELDS))),
 ])
 INGESTED_SPARK_SCHEMA = from_arrow_schema(INGESTED)
 
@@ -46,24 +55,52 @@ def decode_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch
         yield decode_record_batch(batch)
 
 
-def decode_and_write_alerts(alerts_root: str, batch_id: int
-                            ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """mapInArrow function: decode, write the valid alerts under ``alerts_root``, yield :data:`INGESTED`."""
-    file_struct = INGESTED.field(ALERT_FILE).type
+def decode_and_write(alerts_root: str, staging: str, batch_id: int
+                     ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """mapInArrow function: decode, write alerts files under ``alerts_root`` and history files
+    under ``staging/<table>``, yield :data:`INGESTED` rows (see the module docstring)."""
 
     def ingest(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        writer = PartitionedFileWriter(alerts_root, ALERTS, [PARTITION_COLUMN])
+        alerts = PartitionedFileWriter(alerts_root, ALERTS, [PARTITION_COLUMN])
+        history: dict[str, list[pa.Table]] = {name: [] for name in HISTORY_TABLES}
         for batch in batches:
             decoded = pa.Table.from_batches([decode_record_batch(batch, batch_id)])
-            writer.write(decoded.filter(pc.is_null(decoded["quarantine_reason"])).select(ALERTS.names))
-            thin = decoded.drop_columns(list(CUTOUT_COLUMNS))
-            thin = thin.append_column(INGESTED.field(ALERT_FILE), pa.nulls(thin.num_rows, file_struct))
-            yield from thin.cast(INGESTED).to_batches()
-        files = writer.close()
-        if files.num_rows:
-            file_rows = {name: pa.nulls(files.num_rows, field.type) for name, field in zip(
-                INGESTED.names, INGESTED, strict=True)}
-            file_rows[ALERT_FILE] = pa.StructArray.from_arrays(files.columns, fields=list(file_struct))
-            yield pa.RecordBatch.from_pydict(file_rows, schema=INGESTED)
+            valid = decoded.filter(pc.is_null(decoded["quarantine_reason"]))
+            alerts.write(valid.select(ALERTS.names))
+            for name, tables in history.items():
+                tables.append(first_per_key(flattened(valid[name]), list(TABLE_KEYS[name])))
+            thin = decoded.drop_columns([*CUTOUT_COLUMNS, *HISTORY_TABLES])
+            yield from _with_file_columns(thin).cast(INGESTED).to_batches()
+        yield from _file_rows("alerts", alerts.close())
+        for name, tables in history.items():
+            if tables:
+                writer = PartitionedFileWriter(os.path.join(staging, name), TABLES[name], [PARTITION_COLUMN])
+                writer.write(first_per_key(pa.concat_tables(tables), list(TABLE_KEYS[name])))
+                yield from _file_rows(name, writer.close())
 
     return ingest
+
+
+def flattened(nested: pa.ChunkedArray) -> pa.Table:
+    """The struct rows of a list<struct> column, as a table."""
+    return pa.Table.from_struct_array(pc.list_flatten(nested))
+
+
+def _with_file_columns(table: pa.Table, file_table: pa.Array | None = None, files: pa.Array | None = None
+                       ) -> pa.Table:
+    rows = table.num_rows
+    table = table.append_column(INGESTED.field(FILE_TABLE),
+                                pa.nulls(rows, pa.string()) if file_table is None else file_table)
+    return table.append_column(INGESTED.field(FILE),
+                               pa.nulls(rows, INGESTED.field(FILE).type) if files is None else files)
+
+
+def _file_rows(table: str, files: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    """One :data:`INGESTED` row per file of ``table`` (message columns null)."""
+    if not files.num_rows:
+        return
+    message_columns = [f for f in INGESTED if f.name not in (FILE_TABLE, FILE)]
+    empty = pa.table({f.name: pa.nulls(files.num_rows, f.type) for f in message_columns})
+    struct = pa.StructArray.from_arrays(files.columns, fields=list(INGESTED.field(FILE).type))
+    out = _with_file_columns(empty, pa.array([table] * files.num_rows, pa.string()), struct)
+    yield from out.cast(INGESTED).to_batches()

@@ -8,7 +8,7 @@ whose end offsets are those. That lets a source that writes lake files itself ta
 the id that ``foreachBatch`` receives for the same batch.
 
 The checkpoint must be on a file system the driver opens with ``open()`` (local disk or a mount),
-the same assumption as :func:`lenga.pipeline.query_app_id`.
+the same assumption as :func:`query_app_id`.
 """
 
 from __future__ import annotations
@@ -29,3 +29,13 @@ def batch_id_of(checkpoint: str, end: dict) -> int:
         if any(line and json.loads(line) == end for line in lines):
             return batch_id
     raise RuntimeError(f"no micro-batch ending at {end} in the offset log {log} (checkpoint of another query?)")
+
+
+def query_app_id(checkpoint: str) -> str:
+    """The Delta application id of a streaming query: ``lenga-<query id>``.
+
+    The query id is written by Spark in ``<checkpoint>/metadata`` before the first batch and stays
+    the same across restarts from that checkpoint, which is what replay detection needs.
+    """
+    with open(Path(checkpoint) / "metadata") as handle:
+        return "lenga-" + json.loads(handle.readline())["id"]

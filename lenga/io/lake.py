@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -35,6 +36,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 PARTITION_COLUMN = "night"
+#: Under the lake root: files staged by executors for the driver to read back (not a table).
+STAGING_DIR = "_staging"
 # Delta file statistics on strings are kept only when short enough to be exact bounds.
 MAX_STAT_STRING_CHARS = 64
 
@@ -364,6 +367,36 @@ class DeltaRsLake(Lake):
         result.seconds = time.perf_counter() - started
         return result
 
+    def staging_root(self) -> str:
+        """Directory for files that executors stage for the driver (:func:`staging_dir`); not a
+        table, so Delta readers never see it."""
+        return str(self.root / STAGING_DIR)
+
+    def append_staged(self, spec: TableSpec, staging: str, files: list, app_id: str, batch_id: int) -> WriteResult:
+        """:meth:`append_new` for rows that executors already wrote as staged Parquet files under
+        ``staging`` (``files``: their add-action rows, paths relative to ``staging``): one task per
+        night reads the night's staged files, keeps the first row of each key, drops keys already
+        committed and writes the rest into the table (:func:`staged_rows_writer`). The rows never
+        pass through the JVM; the staged files are left for :func:`remove_staging`."""
+        started = time.perf_counter()
+        if self.replayed(spec, app_id, batch_id):
+            return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started)
+        by_night: dict[int, list[str]] = {}
+        for row in files:
+            night = int(json.loads(row["partition_values"])[PARTITION_COLUMN])
+            by_night.setdefault(night, []).append(os.path.join(staging, row["path"]))
+        if not by_night:
+            return WriteResult(spec.name, seconds=time.perf_counter() - started)
+        writer = staged_rows_writer(self.path(spec.name), spec, self.files_by_night(spec, list(by_night)))
+        nights = self.spark.createDataFrame(
+            [(night, json.dumps(paths)) for night, paths in sorted(by_night.items())],
+            f"{PARTITION_COLUMN} int, paths string")
+        rows = (nights.repartition(min(len(by_night), self.spark.sparkContext.defaultParallelism), PARTITION_COLUMN)
+                .mapInArrow(writer, ADD_ACTION_SCHEMA).collect())
+        result = self.commit_files(spec, rows, app_id, batch_id)
+        result.seconds = time.perf_counter() - started
+        return result
+
     def files_by_night(self, spec: TableSpec, nights: list[int]) -> dict[int, list[str]]:
         """Committed data files of the given night partitions (absolute paths), by night."""
         from deltalake import DeltaTable
@@ -571,6 +604,43 @@ def new_rows_writer(
             yield actions
 
     return write
+
+
+def staged_rows_writer(
+    table_root: str, spec: TableSpec, existing: dict[int, list[str]]
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """A ``mapInArrow`` function over (night, JSON list of staged file paths) rows: for each night,
+    read its staged files, keep what :func:`new_in_night` keeps and write it (add-action rows out)."""
+    schema_bytes = spec.schema.serialize().to_pybytes()
+    keys = list(spec.keys)
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+        file_schema = pa.schema([f for f in schema if f.name != PARTITION_COLUMN])
+        writer = PartitionedFileWriter(table_root, schema, list(spec.partition_by))
+        for batch in batches:
+            for night, paths in zip(batch.column(PARTITION_COLUMN).to_pylist(), batch.column("paths").to_pylist(),
+                                    strict=True):
+                staged = pq.ParquetDataset(json.loads(paths), schema=file_schema).read(use_threads=False)
+                staged = staged.append_column(schema.field(PARTITION_COLUMN),
+                                              pa.array([night] * staged.num_rows, pa.int32()))
+                writer.write(new_in_night(staged, keys, existing.get(night)))
+        actions = writer.close()
+        if actions.num_rows:
+            yield actions
+
+    return write
+
+
+def staging_dir(staging_root: str, app_id: str, batch_id: int) -> str:
+    """Where a micro-batch's executors stage files for the driver (one directory per query and
+    batch, so a replay never mixes with another query's files)."""
+    return os.path.join(staging_root, app_id, str(batch_id))
+
+
+def remove_staging(staging: str) -> None:
+    """Delete a batch's staged files once their rows are committed (or found already committed)."""
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def repeated_rows_finder(
