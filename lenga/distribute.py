@@ -302,6 +302,8 @@ def object_curves(lake: Lake, objects: DataFrame) -> DataFrame:
 
 #: Column of the selected rows: the index (in ``ActiveFilters.filters``) of the filter selecting it.
 FILTER_INDEX = "filter_index"
+# Fields of the payloads taken as they are from the enriched alert.
+_PAYLOAD_COLUMNS = [name for name in field_names("full") if name in ENRICHED_SCHEMA.names]
 
 
 def watchlist_match(spec: FilterSpec):
@@ -326,8 +328,9 @@ def _by_filter(values: dict[int, Column]) -> Column:
 
 
 def select_alerts(enriched: DataFrame, filters: Sequence[CompiledFilter]) -> DataFrame:
-    """One row per (enriched alert, filter selecting it), the filter's index in ``FILTER_INDEX``:
-    every predicate is evaluated in one pass over the batch, an alert no filter selects is dropped.
+    """One row per (enriched alert, filter selecting it), the filter's index in ``FILTER_INDEX``,
+    with the payloads' columns of the enriched alert (and ``ndet``): every predicate is evaluated in
+    one pass over the batch, an alert no filter selects is dropped.
 
     A watchlist filter's predicate sees its own cone match in ``watchlist_target`` /
     ``watchlist_sep_arcsec`` (null for the other filters), and selects only matched alerts; its
@@ -354,7 +357,9 @@ def select_alerts(enriched: DataFrame, filters: Sequence[CompiledFilter]) -> Dat
     frame = frame.withColumns({
         "watchlist_target": _by_filter({i: F.col(target) for i, (target, _) in matches.items()}).cast("string"),
         "watchlist_sep_arcsec": _by_filter({i: F.col(sep) for i, (_, sep) in matches.items()}).cast("double")})
-    return frame.drop(*chosen, *[c for pair in matches.values() for c in pair])
+    # Only what the payloads need: Spark then reads only those columns of the lake tables (the
+    # predicates' own columns aside), and the selected rows stay narrow.
+    return frame.select(FILTER_INDEX, F.col("objects.ndet").alias("ndet"), *_PAYLOAD_COLUMNS)
 
 
 def _encoder(filters: Sequence[FilterSpec], schema_ids: dict[str, int]):
@@ -412,8 +417,7 @@ def build_messages(lake: Lake, selected: DataFrame, nights: dict[int, list[int]]
     full = [i for i in nights if specs[i].payload == "full"]
     payload = "full" if full else "lightcurve" if with_curves else "thin"  # its fields hold the others'
     computed = {"schema_version": _by_filter({i: F.lit(schema_version_tag(specs[i].payload)) for i in nights}),
-                "filter": _by_filter({i: F.lit(specs[i].name) for i in nights}),
-                "ndet": F.col("objects.ndet")}
+                "filter": _by_filter({i: F.lit(specs[i].name) for i in nights})}
     frame = selected
     if with_curves:
         objects = selected.where(index.isin(with_curves)).select(*OBJECT_KEY).distinct()
