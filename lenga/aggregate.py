@@ -224,12 +224,11 @@ def object_statistics(curves: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=object if c in OBJECT_KEY else "float64") for c in columns})
     keys = curves[OBJECT_KEY].drop_duplicates().reset_index(drop=True)
     group = curves.groupby(OBJECT_KEY, sort=False).ngroup().to_numpy()
-    kinds = pd.crosstab(group, curves["kind"]).reindex(columns=list(KINDS), fill_value=0)
+    kind = curves["kind"].to_numpy()
     out = keys.copy()
-    out["ndet"] = kinds[DETECTION].reindex(out.index, fill_value=0).to_numpy()
-    out["n_upper_limits"] = kinds[UPPER_LIMIT].reindex(out.index, fill_value=0).to_numpy()
-    out["n_forced"] = kinds[FORCED].reindex(out.index, fill_value=0).to_numpy()
-    is_det = (curves["kind"] == DETECTION).to_numpy()
+    for column, counted in (("ndet", DETECTION), ("n_upper_limits", UPPER_LIMIT), ("n_forced", FORCED)):
+        out[column] = np.bincount(group[kind == counted], minlength=len(out))
+    is_det = kind == DETECTION
     det = curves.loc[is_det]
     det_group = group[is_det]
     span = det.groupby(det_group, sort=False)["mjd"].agg(["min", "max"]).reindex(out.index)
