@@ -4,15 +4,20 @@
     non_detections┼─ union ─ groupBy(survey, objectId)
     alerts (context columns only)      └─ state_ttl_days null: streaming aggregation (JVM)
                                             collect_set(point struct), max_by(context, (mjd, candid))
-                                            └─ mapInArrow(aggregated_curve_batches)  merge_curves
                                           state_ttl_days set: applyInPandasWithState(curve_updater)
                                             RocksDB state: the curve and the latest alert's context
-                            └─ foreachBatch(ObjectsWriter)       curves persisted once per batch
-                                 ├─ mapInArrow(statistics_batches)           lenga.aggregate
+                            └─ foreachBatch(ObjectsWriter)
+                                 ├─ one mapInArrow (object_row_batches), per block of objects:
+                                 │    curve rows (aggregated_curve_table: merge_curves)
+                                 │    → objects rows                       lenga.aggregate
+                                 │    → features rows                      lenga.features (PassStep)
+                                 │    → light-curve classifications        lenga.lc_classifier (PassStep)
+                                 │  (persisted once: every table below is a selection of it)
                                  ├─ MERGE into objects (keys survey, objectId; partition hpx)
-                                 └─ object steps, in order (ObjectStep):
+                                 └─ object steps, in order (ObjectStep), writing their rows:
                                       features  → MERGE into features      lenga.features.step
-                                      (light-curve classifier, ... registered by the caller)
+                                      lc_classifier → append lc_classifications  lenga.lc_classifier.step
+                                      (others registered by the caller)
 
 A second streaming query chained to the ingest query through Delta (medallion style): ingest keeps
 its speed, each stage scales and restarts on its own, and the aggregation sees every detection once
@@ -78,23 +83,34 @@ would not be stable: a late, older detection would change it.)
 replayed after a crash between the MERGE and Spark's checkpoint commit finds its id and is skipped.
 
 **Object steps.** After the ``objects`` MERGE, :class:`ObjectsWriter` runs a list of
-:class:`ObjectStep` s in order, each with an :class:`ObjectBatchContext`: the batch's ``curves``
-(persisted once, so no step re-runs the stateful operator) and a ``tables`` dict holding this
-batch's ``objects`` rows, to which every step adds its own output (``features``, then the
+:class:`ObjectStep` s in order, each with an :class:`ObjectBatchContext`: a ``tables`` dict holding
+this batch's ``objects`` rows, to which every step adds its own output (``features``, then the
 light-curve classifier reads ``tables["features"]``). :func:`object_steps` lists the default steps
-(features); a caller registers more by passing the full list, e.g.
+(features, light-curve classifier); a caller registers more by passing the full list, e.g.
 ``start_aggregation(spark, config, lake, steps=[*object_steps(config, lake), build_object_step(config,
 lake)])`` (``run_aggregation`` takes the same ``steps``). Each step tags its own Delta commits with
 the batch's (app id, batch id), so replays stay idempotent step by step.
+
+**One Python pass per batch.** A step that is a :class:`PassStep` (both default steps) also gives a
+picklable function of a block of curves (and of the rows computed before it) → its rows; the writer
+runs the ``objects`` statistics and every such function in one ``mapInArrow``, right on the
+streaming aggregation's rows (``aggregated_curve_table`` in the same worker), persists the result
+once and hands each step its rows in ``batch.computed``: the step only adds its batch column and
+writes. Before, the curves went to Python four times per batch (curve rows, ``objects`` rows,
+features, classification, which was even computed twice) and were cached in the JVM; Python
+workers each imported every step's libraries. 20,000 alerts (8,029 objects, one micro-batch),
+second run in the session (warm workers and JIT, as in a running stream): 48.5 → see
+lenga/aggregation_bench.py for the measured CPU seconds. ``batch.curves`` (``CURVES_SCHEMA``
+rows, persisted) exists only when a step outside the pass is registered; it is None otherwise.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -289,9 +305,12 @@ class ObjectBatchContext:
     lake: Lake
     app_id: str
     batch_id: int
-    curves: DataFrame
+    curves: DataFrame | None
     tables: dict[str, DataFrame]
     config: Config
+    #: Rows the writer's single Python pass computed for each :class:`PassStep`, by step name
+    #: (lazy selections of the persisted pass result; the step adds its batch columns and writes them).
+    computed: dict[str, DataFrame] = field(default_factory=dict)
 
 
 class ObjectStep(Protocol):
@@ -303,6 +322,25 @@ class ObjectStep(Protocol):
     name: str
 
     def __call__(self, batch: ObjectBatchContext) -> dict[str, WriteResult]: ...
+
+
+#: A :class:`PassStep`'s executor-side function: a block of curve rows (``udfs.aggregate.CURVES_SCHEMA``,
+#: Arrow) and the rows already computed for them (``"objects"``, then earlier steps' by step name)
+#: → its own rows for them (Arrow, columns of its ``row_schema``). Pickled to the executors.
+RowFunction = Callable[[pa.Table, dict[str, pa.Table]], pa.Table]
+
+
+@runtime_checkable
+class PassStep(ObjectStep, Protocol):
+    """An :class:`ObjectStep` whose rows :class:`ObjectsWriter` computes in its single Python pass over
+    the batch's curves (with the ``objects`` rows and the earlier pass steps' rows), instead of in a
+    Spark job of its own that ships the curves to Python again. Its ``__call__`` then finds them in
+    ``batch.computed[name]`` and only writes them."""
+
+    #: Columns of the rows :meth:`row_function`'s function returns.
+    row_schema: pa.Schema
+
+    def row_function(self, spark: SparkSession) -> RowFunction: ...
 
 
 def object_steps(config: Config, lake: Lake) -> list[ObjectStep]:
@@ -323,48 +361,69 @@ class ObjectsBatchReport:
     merge: WriteResult
     tables: dict[str, WriteResult] = field(default_factory=dict)
     step_seconds: dict[str, float] = field(default_factory=dict)
-    #: Wall time of the batch's own phases: ``curves`` (stream reads and the stateful operator),
-    #: ``statistics`` (the objects rows), ``objects_merge``.
+    #: Wall time of the batch's own phases: ``rows`` (stream reads, the stateful operator and the
+    #: single Python pass: ``objects`` rows and the pass steps' rows), ``objects_merge``.
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class ObjectsWriter:
-    """The ``foreachBatch`` function: curves of the touched objects → statistics → MERGE → steps."""
+    """The ``foreachBatch`` function: curves of the touched objects → one Python pass (``objects``
+    rows and the rows of every :class:`PassStep`) → MERGE ``objects`` → steps, which write them."""
 
-    def __init__(self, lake: Lake, checkpoint: str, config: Config, steps: Sequence[ObjectStep] = ()):
+    def __init__(self, lake: Lake, checkpoint: str, config: Config, steps: Sequence[ObjectStep] = (),
+                 aggregated: bool = False):
         self.lake = lake
         self.checkpoint = checkpoint
         self.config = config
         self.steps = list(steps)
+        #: Input rows are :func:`aggregation_state` rows (made curve rows inside the pass), not curve rows.
+        self.aggregated = aggregated
         self.reports: list[ObjectsBatchReport] = []
         self._app_id: str | None = None
-        self._schema_bytes = pa.schema([f for f in OBJECTS if f.name != "last_batch_id"]).serialize().to_pybytes()
+        self._objects_schema = pa.schema([f for f in OBJECTS if f.name != "last_batch_id"])
 
-    def __call__(self, curves: DataFrame, batch_id: int) -> None:
-        from udfs.aggregate import statistics_batches
+    def _pass(self, rows: DataFrame, aggregated: bool, in_pass: list[PassStep]) -> DataFrame:
+        """The batch's one ``mapInArrow`` over the curves (``udfs.aggregate.object_row_batches``)."""
+        from udfs.aggregate import object_row_batches, pass_schema
+
+        spark = rows.sparkSession
+        functions = [(step.name, step.row_schema, step.row_function(spark)) for step in in_pass]
+        schema = pass_schema(self._objects_schema, [(step.name, step.row_schema) for step in in_pass])
+        return rows.mapInArrow(object_row_batches(self._objects_schema, functions, aggregated),
+                               from_arrow_schema(schema))
+
+    def __call__(self, rows: DataFrame, batch_id: int) -> None:
+        from udfs.aggregate import CURVES_SCHEMA, aggregated_curve_batches
 
         if self._app_id is None:
             self._app_id = query_app_id(self.checkpoint)
         started = time.perf_counter()
-        stats_schema = from_arrow_schema(pa.ipc.read_schema(pa.py_buffer(self._schema_bytes)))
         phases = {}
-        # read again by the statistics and the steps: evaluate the stateful operator once
-        curves = curves.persist(StorageLevel.MEMORY_AND_DISK)
-        rows = (curves.mapInArrow(statistics_batches(self._schema_bytes), stats_schema)
-                .withColumn("last_batch_id", F.lit(batch_id).cast("long"))
-                .persist(StorageLevel.MEMORY_AND_DISK))
-        tables = {OBJECTS_SPEC.name: rows}
+        in_pass = [step for step in self.steps if isinstance(step, PassStep)]
+        # A step outside the pass reads the curves itself: they are kept (persisted, so that the
+        # stateful operator runs once) and the pass reads them; otherwise the curves exist only
+        # inside the pass's Python workers.
+        keep_curves = len(in_pass) < len(self.steps)
+        curves = None
+        if keep_curves:
+            curves = rows.mapInArrow(aggregated_curve_batches, CURVES_SCHEMA) if self.aggregated else rows
+            curves = curves.persist(StorageLevel.MEMORY_AND_DISK)
+        computed = self._pass(curves if keep_curves else rows, self.aggregated and not keep_curves, in_pass)
+        computed = computed.persist(StorageLevel.MEMORY_AND_DISK)
+
+        def rows_of(table: str) -> DataFrame:
+            return computed.where(F.col(table).isNotNull()).select(f"{table}.*")
+
+        tables = {OBJECTS_SPEC.name: rows_of(OBJECTS_SPEC.name).withColumn("last_batch_id", F.lit(batch_id).cast("long"))}
         try:
-            curves.count()
-            phases["curves"] = time.perf_counter() - started
-            summary = rows.agg(F.count("*").alias("n"), F.collect_set("hpx").alias("hpx")).first()
-            phases["statistics"] = time.perf_counter() - started - phases["curves"]
-            result = self.lake.merge(OBJECTS_SPEC, rows, self._app_id, batch_id,
+            summary = tables[OBJECTS_SPEC.name].agg(F.count("*").alias("n"), F.collect_set("hpx").alias("hpx")).first()
+            phases["rows"] = time.perf_counter() - started
+            result = self.lake.merge(OBJECTS_SPEC, tables[OBJECTS_SPEC.name], self._app_id, batch_id,
                                      target_partitions={"hpx": target_pixels(list(summary["hpx"]))})
             phases["objects_merge"] = result.seconds
             report = ObjectsBatchReport(batch_id, int(summary["n"]), 0.0, result, phase_seconds=phases)
-            context = ObjectBatchContext(curves.sparkSession, self.lake, self._app_id, batch_id, curves, tables,
-                                         self.config)
+            context = ObjectBatchContext(rows.sparkSession, self.lake, self._app_id, batch_id, curves, tables, self.config,
+                                         {step.name: rows_of(step.name) for step in in_pass})
             for step in self.steps:
                 step_started = time.perf_counter()
                 report.tables.update(step(context))
@@ -372,23 +431,24 @@ class ObjectsWriter:
         finally:
             for table in tables.values():
                 table.unpersist()
-            curves.unpersist()
+            computed.unpersist()
+            if curves is not None:
+                curves.unpersist()
         report.seconds = time.perf_counter() - started
         self.reports.append(report)
 
 
-def aggregated_curves(points: DataFrame) -> DataFrame:
-    """Curves kept by Spark's own streaming aggregation (no state TTL): per object, the set of its
-    points and the context of its latest alert, merged in the JVM; then
-    ``udfs.aggregate.aggregated_curve_batches`` makes the ``CURVES_SCHEMA`` rows."""
-    from udfs.aggregate import ALERT, CURVES_SCHEMA, POINT_STRUCT_ORDER, aggregated_curve_batches
+def aggregation_state(points: DataFrame) -> DataFrame:
+    """Spark's own streaming aggregation (no state TTL): per object, the set of its points and the
+    context of its latest alert, merged in the JVM; ``udfs.aggregate.aggregated_curve_table`` makes
+    them ``CURVES_SCHEMA`` rows (inside :class:`ObjectsWriter`'s pass)."""
+    from udfs.aggregate import ALERT, POINT_STRUCT_ORDER
 
     is_alert = F.col("kind") == ALERT
     latest = F.when(is_alert, F.struct("mjd", "candid"))
-    state = points.groupBy(*OBJECT_KEY).agg(
+    return points.groupBy(*OBJECT_KEY).agg(
         F.collect_set(F.when(~is_alert, F.struct(*POINT_STRUCT_ORDER))).alias("points"),
         F.max_by(F.struct(*CONTEXT_COLUMNS), latest).alias("context"))
-    return state.mapInArrow(aggregated_curve_batches, CURVES_SCHEMA)
 
 
 def stateful_curves(points: DataFrame, ttl_ms: int) -> DataFrame:
@@ -419,10 +479,12 @@ def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
               .unionByName(non_detection_points(table_stream(spark, lake, non_spec, settings)))
               .unionByName(context_rows(table_stream(spark, lake, TABLE_SPECS["alerts"], settings,
                                                      columns=ALERT_COLUMNS))))
-    curves = (stateful_curves(points, int(settings.state_ttl_days * MS_PER_DAY)) if settings.state_ttl_days
-              else aggregated_curves(points))
-    writer = ObjectsWriter(lake, checkpoint, config, object_steps(config, lake) if steps is None else steps)
-    builder = chained_query(curves, settings.query_name, writer, checkpoint,
+    aggregated = not settings.state_ttl_days
+    rows = (aggregation_state(points) if aggregated
+            else stateful_curves(points, int(settings.state_ttl_days * MS_PER_DAY)))
+    writer = ObjectsWriter(lake, checkpoint, config, object_steps(config, lake) if steps is None else steps,
+                           aggregated=aggregated)
+    builder = chained_query(rows, settings.query_name, writer, checkpoint,
                             settings.trigger or config.stream.trigger, config.stream.processing_time
                             ).outputMode("update")  # an object's row is emitted again each time it is touched
     # A processing-time timeout makes the operator ask for a batch after every batch (timeouts may

@@ -99,3 +99,30 @@ def test_curves_of_an_unknown_survey_are_refused():
     points, _, context = rich_points(np.random.default_rng(5))
     with pytest.raises(ValueError, match="no bands configured"):
         curve_features(curve_rows(points.assign(survey="atlas"), context), CONFIG)
+
+
+def test_features_in_the_aggregation_pass_get_the_objects_pixel():
+    from lenga.aggregation import OBJECTS
+    from udfs.aggregate import object_row_batches, statistics_table
+
+    points, _, context = rich_points(np.random.default_rng(5))
+    few = points[(points["kind"] == DETECTION) & (points["band"] == "g")].head(CONFIG.min_points_per_band - 1)
+    points = pd.concat([points, few.assign(objectId="few", candid=few["candid"] + 1000)], ignore_index=True)
+    curves = curve_rows(points, context)
+    step = build_step(load_config(extra={"features": {"min_points_per_band": CONFIG.min_points_per_band}}), None)
+    objects_schema = pa.schema([f for f in OBJECTS if f.name != "last_batch_id"])
+    # one Arrow batch per object: the pass regroups them into blocks
+    out = pa.Table.from_batches(list(object_row_batches(objects_schema, [(step.name, step.row_schema,
+                                                                          step.row_function(None))])(
+        iter(curves.to_batches(max_chunksize=1)))))
+    assert out.column_names == ["objects", step.name]
+    objects = pa.Table.from_struct_array(out.filter(out["objects"].is_valid())["objects"].combine_chunks())
+    features = pa.Table.from_struct_array(out.filter(out[step.name].is_valid())[step.name].combine_chunks())
+    assert objects.equals(statistics_table(curves, objects_schema)) and objects.num_rows == 2
+    assert features.schema.equals(step.row_schema, check_metadata=False)
+    assert features["objectId"].to_pylist() == ["rich"]  # 'few' lacks min_points_per_band detections
+    rich = objects.filter(pa.compute.equal(objects["objectId"], "rich"))
+    assert features["hpx"].to_pylist() == rich["hpx"].to_pylist() and rich["hpx"][0].as_py() >= 0
+    expected = curve_features(curve_rows(points[points["objectId"] == "rich"], context), step.config)
+    for name in FEATURE_SCHEMA.names:
+        np.testing.assert_array_equal(features[name].to_numpy(zero_copy_only=False), expected[name].to_numpy(), name)

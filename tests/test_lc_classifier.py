@@ -183,6 +183,24 @@ def test_step_writes_lc_classifications_once(spark, tmp_path, sets, model):
     assert (rows["batch_id"] == 0).all()
 
 
+def test_pass_function_classifies_the_features_computed_before_it(spark, sets, model):
+    import pyarrow as pa
+
+    from lenga.lc_classifier.step import LCClassifierStep
+
+    _, _, held_out = sets
+    features = _summary(held_out)
+    step = LCClassifierStep(LCClassifierSettings(), model)
+    function = step.row_function(spark)  # what the aggregation's pass runs on the executors
+    rows = function(None, {"objects": pa.table({"objectId": features["objectId"]}),
+                           "features": pa.Table.from_pandas(features, preserve_index=False)})
+    assert rows.schema.equals(step.row_schema)
+    expected = inference.classify(model, features, 6, ("g", "r"))
+    pd.testing.assert_frame_equal(rows.to_pandas(), expected)
+    with pytest.raises(RuntimeError, match="features"):
+        function(None, {"objects": pa.table({"objectId": features["objectId"]})})
+
+
 def test_report_on_the_real_alerts(shared_data):
     from lenga.lc_classifier.report import report
 

@@ -1,9 +1,9 @@
 """Spark-facing light-curve aggregation (lenga.aggregate underneath; lenga.aggregation explains the
 choice of stateful operator).
 
-* :func:`aggregated_curve_batches` is the ``mapInArrow`` step after Spark's streaming aggregation
-  (the default, no state TTL): the aggregation keeps, per object, the set of its points as structs
-  and its latest alert context; this step explodes many objects' points at once, merges them with
+* :func:`aggregated_curve_table` turns the rows of Spark's streaming aggregation (the default, no
+  state TTL) into curve rows: the aggregation keeps, per object, the set of its points as structs
+  and its latest alert context; this explodes many objects' points at once, merges them with
   :func:`lenga.aggregate.merge_curves` (sorted, de-duplicated) and rebuilds one row of arrays per
   object (``CURVES_SCHEMA``): the full curve of every touched object.
 * :func:`curve_updater` is the ``applyInPandasWithState`` function used when the state expires
@@ -14,8 +14,12 @@ choice of stateful operator).
   :func:`merged_state`; any repeated point goes through the general
   :func:`lenga.aggregate.merge_curves`, whose result the fast path reproduces. :func:`touch_object`
   also rebuilds curves from the lake in lenga.reclassify.
-* :func:`statistics_batches` is the ``mapInArrow`` step that turns those curve rows into ``objects``
-  rows, many objects per call (one row is one whole object, so Arrow batches never split a curve).
+* :func:`object_row_batches` is the aggregation's one ``mapInArrow`` per micro-batch: curve rows (or
+  the streaming aggregation's rows, turned into curve rows in the same worker) → ``objects`` rows
+  (:func:`statistics_table`) and the rows of the object steps that compute in that pass
+  (``lenga.aggregation.PassStep``: features, light-curve classifier), many objects per call (one
+  row is one whole object, so Arrow batches never split a curve). :func:`statistics_batches` does
+  the ``objects`` rows alone (lenga.reclassify).
 
 ZTF candids exceed 2**53: they never pass through float64 (pandas turns an int column with nulls
 into floats); non-detections carry ``NO_CANDID`` across Spark and Arrow, restored as ``pd.NA``.
@@ -24,7 +28,7 @@ into floats); non-detections carry ``NO_CANDID`` across Spark and Arrow, restore
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -71,6 +75,8 @@ _NO_CONTEXT = (None,) * len(CONTEXT_STATE_SCHEMA.fields)
 #: What the processor emits: the object key, its full curve and its latest context.
 CURVES_SCHEMA = StructType([StructField("survey", StringType()), StructField("objectId", StringType()),
                             *CURVE_STATE_SCHEMA.fields, *[StructField(c, DoubleType()) for c in CONTEXT_COLUMNS]])
+#: Name of the ``objects`` table (its rows are the first of :func:`object_row_batches`).
+OBJECTS_TABLE = "objects"
 #: ``kind`` of the rows carrying an alert's context into the processor (not light-curve points).
 ALERT = "alert"
 
@@ -230,9 +236,8 @@ def curve_updater(ttl_ms: int | None):
     return update
 
 
-def curve_points(batch: pa.RecordBatch) -> pd.DataFrame:
+def curve_points(table: pa.Table) -> pd.DataFrame:
     """Rows of :data:`CURVES_SCHEMA` (one object each) exploded to one row per point."""
-    table = pa.Table.from_batches([batch])
     parent = pc.list_parent_indices(table["mjd"])
     data = {k: pc.take(table[k], parent) for k in OBJECT_KEY}
     data.update({c: pc.list_flatten(table[c]) for c in CURVE_COLUMNS})
@@ -273,24 +278,40 @@ def curve_rows(points: pd.DataFrame, context: pa.Table) -> pa.Table:
     return pa.table(columns).select(arrow.names).cast(arrow)
 
 
+def aggregated_curve_table(table: pa.Table) -> pa.Table:
+    """Rows of the streaming aggregation (lenga.aggregation: key, the object's ``points`` as an
+    array of structs in :data:`POINT_STRUCT_ORDER`, its latest alert ``context`` struct) →
+    :data:`CURVES_SCHEMA` rows, many objects at once (the aggregation keeps every copy that differs
+    in any bit; :func:`lenga.aggregate.merge_curves` decides between them); objects without points
+    yet give no row."""
+    table = table.filter(pc.greater(pc.list_value_length(table["points"]), 0))
+    if table.num_rows == 0:
+        return to_arrow_schema(CURVES_SCHEMA).empty_table()
+    parent = pc.list_parent_indices(table["points"])
+    flat = pc.list_flatten(table["points"])
+    data = {k: pc.take(table[k], parent) for k in OBJECT_KEY}
+    data.update({c: pc.struct_field(flat, c) for c in CURVE_COLUMNS})
+    frame = pa.table(data).to_pandas()
+    points = _restore_candid(frame, frame["candid"].to_numpy(dtype=np.int64))
+    context = pa.table({**{k: table[k] for k in OBJECT_KEY},
+                        **{c: pc.struct_field(table["context"], c) for c in CONTEXT_COLUMNS}})
+    return curve_rows(points, context)
+
+
 def aggregated_curve_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """A ``mapInArrow`` function: rows of the streaming aggregation (lenga.aggregation: key, the
-    object's ``points`` as an array of structs in :data:`POINT_STRUCT_ORDER`, its latest alert
-    ``context`` struct) → :data:`CURVES_SCHEMA` rows, many objects per call (the aggregation keeps
-    every copy that differs in any bit; :func:`lenga.aggregate.merge_curves` decides between them)."""
+    """A ``mapInArrow`` function: rows of the streaming aggregation → :data:`CURVES_SCHEMA` rows
+    (:func:`aggregated_curve_table`)."""
     for batch in batches:
-        table = pa.Table.from_batches([batch]).filter(pc.greater(pc.list_value_length(batch["points"]), 0))
-        if table.num_rows == 0:
-            continue
-        parent = pc.list_parent_indices(table["points"])
-        flat = pc.list_flatten(table["points"])
-        data = {k: pc.take(table[k], parent) for k in OBJECT_KEY}
-        data.update({c: pc.struct_field(flat, c) for c in CURVE_COLUMNS})
-        frame = pa.table(data).to_pandas()
-        points = _restore_candid(frame, frame["candid"].to_numpy(dtype=np.int64))
-        context = pa.table({**{k: table[k] for k in OBJECT_KEY},
-                            **{c: pc.struct_field(table["context"], c) for c in CONTEXT_COLUMNS}})
-        yield from curve_rows(points, context).to_batches()
+        yield from aggregated_curve_table(pa.Table.from_batches([batch])).to_batches()
+
+
+def statistics_table(curves: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``objects`` rows (Arrow ``schema``: the objects table without its batch column) of curve rows
+    (:data:`CURVES_SCHEMA`, many objects)."""
+    stats = object_statistics(curve_points(curves))
+    context = curves.select([*OBJECT_KEY, *CONTEXT_COLUMNS]).to_pandas()
+    stats = stats.merge(context, on=OBJECT_KEY, how="left")
+    return pa.Table.from_pandas(stats, schema=schema, preserve_index=False)
 
 
 def statistics_batches(schema_bytes: bytes):
@@ -302,9 +323,72 @@ def statistics_batches(schema_bytes: bytes):
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            stats = object_statistics(curve_points(batch))
-            context = pa.Table.from_batches([batch]).select([*OBJECT_KEY, *CONTEXT_COLUMNS]).to_pandas()
-            stats = stats.merge(context, on=OBJECT_KEY, how="left")
-            yield from pa.Table.from_pandas(stats, schema=schema, preserve_index=False).to_batches()
+            yield from statistics_table(pa.Table.from_batches([batch]), schema).to_batches()
 
     return compute
+
+
+#: Curves handled together by one call of each function of :func:`object_row_batches`: Spark
+#: hands ``mapInArrow`` batches of ``spark.sql.execution.arrow.maxRecordsPerBatch`` rows (500 in
+#: conf/lenga.yaml), and the vectorised statistics and features cost ~25% less CPU per curve on
+#: blocks of 2,000 (measured on the benchmark's 8,029 curves: 4.1 → 3.0 s features, 1.5 → 1.2 s
+#: statistics) while a block stays a few MB.
+PASS_BLOCK_CURVES = 2000
+
+
+def _blocks(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
+    """Non-empty Arrow batches regrouped into tables of at least ``size`` rows (the last smaller)."""
+    pending, rows = [], 0
+    for batch in batches:
+        if batch.num_rows:
+            pending.append(batch)
+            rows += batch.num_rows
+        if rows >= size:
+            yield pa.Table.from_batches(pending)
+            pending, rows = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
+def _tagged(rows: pa.Table, name: str, schema: pa.Schema) -> pa.RecordBatch:
+    """``rows`` of table ``name`` as one column of structs of the pass schema, the others null."""
+    columns = [rows.to_struct_array().combine_chunks() if field.name == name
+               else pa.nulls(rows.num_rows, field.type) for field in schema]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def object_row_batches(objects_schema: pa.Schema, functions: list[tuple[str, pa.Schema, Callable]],
+                       aggregated: bool = False):
+    """A ``mapInArrow`` function: curve rows (``aggregated``: rows of the streaming aggregation, made
+    curve rows first by :func:`aggregated_curve_table` in the same worker, so the curves never go
+    back to the JVM) → the ``objects`` rows (Arrow ``objects_schema``) and
+    the rows of every function of ``functions`` ((name, schema, function) in order, each
+    ``function(curves, rows)`` → an Arrow table of its schema, ``rows`` holding the tables computed
+    before it by name, ``"objects"`` first), all in one pass over each block of curves.
+
+    Output rows are tagged by table: one struct column per table (``objects``, then the names), only
+    one of them non-null per row (:func:`pass_schema`), so that one Spark job computes every table
+    of the batch and the driver selects each from the same persisted result.
+    """
+
+    def compute(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        schema = pass_schema(objects_schema, [(name, rows) for name, rows, _ in functions])
+        for curves in _blocks(batches, PASS_BLOCK_CURVES):
+            if aggregated:
+                curves = aggregated_curve_table(curves)
+            if curves.num_rows == 0:
+                continue
+            tables = {OBJECTS_TABLE: statistics_table(curves, objects_schema)}
+            for name, rows, function in functions:
+                tables[name] = function(curves, tables).select(rows.names).cast(rows)
+            for name, rows in tables.items():
+                if rows.num_rows:
+                    yield _tagged(rows, name, schema)
+
+    return compute
+
+
+def pass_schema(objects_schema: pa.Schema, tables: list[tuple[str, pa.Schema]]) -> pa.Schema:
+    """The rows of :func:`object_row_batches`: a nullable struct column per table."""
+    return pa.schema([pa.field(name, pa.struct(list(rows)), nullable=True)
+                      for name, rows in [(OBJECTS_TABLE, objects_schema), *tables]])

@@ -19,8 +19,10 @@ import pyarrow.compute as pc
 from lenga.aggregate import DETECTION, OBJECT_KEY
 from lenga.decode import SURVEYS
 from lenga.features import FeatureConfig, extract_features
+from lenga.features.step import HPX
 from lenga.night import night_from_mjd
 from lenga.schema import UPPER_LIMIT
+from udfs.aggregate import OBJECTS_TABLE
 
 #: Curve columns the features read (photometry of detections, limits of upper limits).
 POINT_COLUMNS = ["kind", "mjd", "band", "magpsf", "sigmapsf", "psfFlux", "psfFluxErr", "isdiffpos", "diffmaglim"]
@@ -64,6 +66,16 @@ def curve_features(curves: pa.Table, config: FeatureConfig) -> pd.DataFrame:
     return features.merge(_summary(detections), on=OBJECT_KEY, how="left", validate="one_to_one")
 
 
+def feature_table(curves: pa.Table, config: FeatureConfig, schema: pa.Schema) -> pa.Table:
+    """:func:`curve_features` of ``curves`` as an Arrow table of ``schema``
+    (:func:`lenga.features.step.udf_schema`)."""
+    frame = curve_features(curves, config)
+    if frame.empty:
+        return schema.empty_table()
+    frame["night"] = frame["night"].astype(np.int32)
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+
+
 def curve_features_batches(config: FeatureConfig, schema_bytes: bytes):
     """A ``mapInArrow`` function: curve rows → feature rows of the Arrow schema in ``schema_bytes``
     (:func:`lenga.features.step.udf_schema`)."""
@@ -73,9 +85,23 @@ def curve_features_batches(config: FeatureConfig, schema_bytes: bytes):
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            frame = curve_features(pa.Table.from_batches([batch]), config)
-            if len(frame):
-                frame["night"] = frame["night"].astype(np.int32)
-                yield from pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False).to_batches()
+            table = feature_table(pa.Table.from_batches([batch]), config, schema)
+            if table.num_rows:
+                yield from table.to_batches()
 
     return compute
+
+
+def located_features(config: FeatureConfig, schema: pa.Schema, curves: pa.Table, rows: dict[str, pa.Table]
+                     ) -> pa.Table:
+    """The features step's function in the aggregation's single pass (``udfs.aggregate.object_row_batches``):
+    features of the ``curves`` with at least ``min_points_per_band`` points (:func:`feature_table`,
+    ``schema`` without ``hpx``), each with the ``hpx`` of its ``objects`` row in ``rows``."""
+    enough = curves.filter(pc.greater_equal(pc.list_value_length(curves["mjd"]), config.min_points_per_band))
+    features = feature_table(enough, config, pa.schema([f for f in schema if f.name != HPX]))
+    objects = rows[OBJECTS_TABLE]
+    at = pd.MultiIndex.from_arrays([objects[k].to_numpy() for k in OBJECT_KEY]).get_indexer(
+        pd.MultiIndex.from_arrays([features[k].to_numpy() for k in OBJECT_KEY]))
+    if (at < 0).any():
+        raise ValueError("features of curves without an objects row in the same pass")
+    return features.append_column(schema.field(HPX), objects[HPX].take(at))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pandas as pd
 import pyarrow as pa
 
 from lenga.lc_classifier.inference import ROWS_SCHEMA, classify
@@ -25,6 +26,13 @@ def _model(raw: dict[str, bytes], metadata: dict) -> HierarchicalClassifier:
     return _MODELS[version]
 
 
+def classification_table(model: HierarchicalClassifier, features: pd.DataFrame, min_detections: int,
+                         detection_bands: tuple[str, ...]) -> pa.Table:
+    """:func:`~lenga.lc_classifier.inference.classify` as an Arrow table of ``ROWS_SCHEMA``."""
+    rows = classify(model, features, min_detections, detection_bands)
+    return pa.Table.from_pandas(rows, schema=ROWS_SCHEMA, preserve_index=False)
+
+
 def classify_batches(broadcast, min_detections: int, detection_bands: tuple[str, ...]):
     """A ``mapInArrow`` function: feature rows → :data:`~lenga.lc_classifier.inference.ROWS_SCHEMA` rows.
 
@@ -36,8 +44,20 @@ def classify_batches(broadcast, min_detections: int, detection_bands: tuple[str,
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            rows = classify(model, batch.to_pandas(), min_detections, detection_bands)
-            if len(rows):
-                yield from pa.Table.from_pandas(rows, schema=ROWS_SCHEMA, preserve_index=False).to_batches()
+            rows = classification_table(model, batch.to_pandas(), min_detections, detection_bands)
+            if rows.num_rows:
+                yield from rows.to_batches()
 
     return compute
+
+
+def classified_rows(broadcast, min_detections: int, detection_bands: tuple[str, ...], features_table: str,
+                    curves: pa.Table, rows: dict[str, pa.Table]) -> pa.Table:
+    """The classifier step's function in the aggregation's single pass
+    (``udfs.aggregate.object_row_batches``): the classification rows of the features rows
+    computed for the same curves (``rows[features_table]``); ``broadcast`` as in :func:`classify_batches`."""
+    if features_table not in rows:
+        raise RuntimeError(f"the light-curve classifier needs the {features_table!r} rows of the same pass: "
+                           "run the features step before it")
+    return classification_table(_model(*broadcast.value), rows[features_table].to_pandas(), min_detections,
+                                detection_bands)

@@ -29,11 +29,12 @@ colours, context): changing them means a new version and a new table.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -45,7 +46,7 @@ from lenga.io.lake import PARTITION_COLUMN, Lake, TableSpec, WriteResult
 from lenga.schema import described_field as _field
 
 if TYPE_CHECKING:
-    from lenga.aggregation import ObjectBatchContext
+    from lenga.aggregation import ObjectBatchContext, RowFunction
 
 TABLE = "features"
 KEYS = ("survey", "objectId", "feature_version")
@@ -92,17 +93,29 @@ class FeaturesStep:
         schema = udf_schema(config)
         self._udf_schema_bytes = schema.serialize().to_pybytes()
         self._udf_spark_schema = from_arrow_schema(schema)
+        #: What it computes in the aggregation's single pass (``lenga.aggregation.PassStep``).
+        self.row_schema = self.spec.schema.remove(self.spec.schema.get_field_index("last_batch_id"))
+
+    def row_function(self, spark: SparkSession) -> RowFunction:
+        """Features of the pass's curves with enough points, with their objects' ``hpx``."""
+        from udfs.features import located_features
+
+        return partial(located_features, self.config, self.row_schema)
 
     def rows(self, batch: ObjectBatchContext) -> DataFrame:
-        """The ``features`` rows of the batch's curves (lazy)."""
+        """The ``features`` rows of the batch's curves (lazy): the rows the aggregation's pass
+        computed, else computed here from ``batch.curves`` and ``batch.tables["objects"]``."""
         from udfs.features import curve_features_batches
 
-        curves = batch.curves.where(F.size("mjd") >= self.config.min_points_per_band)  # cheap pre-filter
-        features = curves.mapInArrow(curve_features_batches(self.config, self._udf_schema_bytes),
-                                     self._udf_spark_schema)
-        located = F.broadcast(batch.tables["objects"].select(*OBJECT_KEY, HPX))  # one row per touched object
-        return (features.join(located, on=OBJECT_KEY)
-                .withColumn("last_batch_id", F.lit(batch.batch_id).cast("long"))
+        if self.name in batch.computed:
+            features = batch.computed[self.name]
+        else:
+            curves = batch.curves.where(F.size("mjd") >= self.config.min_points_per_band)  # cheap pre-filter
+            features = curves.mapInArrow(curve_features_batches(self.config, self._udf_schema_bytes),
+                                         self._udf_spark_schema)
+            located = F.broadcast(batch.tables["objects"].select(*OBJECT_KEY, HPX))  # one row per touched object
+            features = features.join(located, on=OBJECT_KEY)
+        return (features.withColumn("last_batch_id", F.lit(batch.batch_id).cast("long"))
                 .select(*self.spec.schema.names))
 
     def __call__(self, batch: ObjectBatchContext) -> dict[str, WriteResult]:

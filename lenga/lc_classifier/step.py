@@ -12,8 +12,10 @@ light curve, writes nothing new; partitioned by ``night`` of the last detection.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -24,7 +26,7 @@ from lenga.lc_classifier.model import HierarchicalClassifier
 from lenga.lc_classifier.settings import LCClassifierSettings
 
 if TYPE_CHECKING:
-    from lenga.aggregation import ObjectBatchContext
+    from lenga.aggregation import ObjectBatchContext, RowFunction
 
 SPEC = TableSpec(TABLE, SCHEMA, keys=KEYS)
 FEATURES_TABLE = "features"
@@ -40,10 +42,24 @@ class LCClassifierStep:
         self.settings = settings
         self.model = model
         self._broadcast = None
+        #: What it computes in the aggregation's single pass (``lenga.aggregation.PassStep``).
+        self.row_schema = ROWS_SCHEMA
 
     def _columns(self) -> list[str]:
         counts = [f"n_det_{b}" for b in self.settings.detection_bands]
         return list(dict.fromkeys([*OBJECT_COLUMNS, "feature_version", *counts, *self.model.features]))
+
+    def _model_broadcast(self, spark: SparkSession):
+        if self._broadcast is None:
+            self._broadcast = spark.sparkContext.broadcast((self.model.to_bytes(), self.model.metadata))
+        return self._broadcast
+
+    def row_function(self, spark: SparkSession) -> RowFunction:
+        """Classification rows of the features rows computed in the same pass (``lenga.aggregation.PassStep``)."""
+        from udfs.lc_classifier import classified_rows
+
+        return partial(classified_rows, self._model_broadcast(spark), self.settings.min_detections,
+                       tuple(self.settings.detection_bands), FEATURES_TABLE)
 
     def __call__(self, batch: ObjectBatchContext) -> dict[str, WriteResult]:
         from udfs.lc_classifier import classify_batches
@@ -52,13 +68,14 @@ class LCClassifierStep:
             raise RuntimeError(f"the {TABLE} step needs this batch's {FEATURES_TABLE!r} rows: run the features "
                                "step before it")
         features = batch.tables[FEATURES_TABLE]
-        version = self.model.metadata["feature_version"]
-        if self._broadcast is None:
-            self._broadcast = batch.spark.sparkContext.broadcast((self.model.to_bytes(), self.model.metadata))
-        rows = (features.where(F.col("feature_version") == version).select(*self._columns())
-                .mapInArrow(classify_batches(self._broadcast, self.settings.min_detections,
-                                             tuple(self.settings.detection_bands)), from_arrow_schema(ROWS_SCHEMA))
-                .withColumn("batch_id", F.lit(batch.batch_id).cast("long")))
+        if self.name in batch.computed:  # classified in the aggregation's pass
+            rows = batch.computed[self.name]
+        else:
+            version = self.model.metadata["feature_version"]
+            rows = (features.where(F.col("feature_version") == version).select(*self._columns())
+                    .mapInArrow(classify_batches(self._model_broadcast(batch.spark), self.settings.min_detections,
+                                                 tuple(self.settings.detection_bands)), from_arrow_schema(ROWS_SCHEMA)))
+        rows = rows.withColumn("batch_id", F.lit(batch.batch_id).cast("long"))
         batch.tables[TABLE] = rows
         # A classified object's night is its features row's: the nights come from the (persisted)
         # features rows, so the classification runs once, in the write, not again to list nights.
