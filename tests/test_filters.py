@@ -18,7 +18,7 @@ import pytest
 from astropy.coordinates import SkyCoord
 
 from lenga.config import ConfigError, load_config
-from lenga.distribute import ENRICHED_SCHEMA
+from lenga.distribute import ENRICHED_SCHEMA, FILTER_INDEX, OPTIONAL_COLUMNS, select_alerts
 from lenga.filters.config import (
     DEFAULT_FILTERS_FILE,
     FilterError,
@@ -135,6 +135,57 @@ def test_predicates_over_every_enriched_part_compile(spark):
                   "stamp_probabilities['SN'] > 0.4 AND lc_probabilities['RRL'] > 0.5", "lc_lastmjd >= mjd",
                   "days_since_first_detection < 5 AND watchlist_target IS NULL"]:
         compile_predicate(spark, parse_filters(one(name="x", where=repr(where))).filters[0], ENRICHED_SCHEMA)
+
+
+@pytest.mark.parametrize(("where", "uses"), [
+    ("features['Amplitude_g'] > 0.3", {"features"}),
+    ("exists(xmatch, m -> m.catalog = 'gaia') OR FEATURES['x'] IS NOT NULL", {"features", "xmatch"}),
+    ("objects.ndet >= 3 AND survey = 'features'", set()),  # named in a string only
+    ("size(xmatch) = 0 OR known_sso", {"xmatch"}),
+    ("magpsf < 18", set()),
+])
+def test_compilation_finds_the_optional_columns_a_predicate_reads(spark, where, uses):
+    spec = parse_filters(one(name="x", where=repr(where))).filters[0]
+    assert compile_predicate(spark, spec, ENRICHED_SCHEMA, OPTIONAL_COLUMNS).uses == uses
+    assert compile_predicate(spark, spec, ENRICHED_SCHEMA).uses == set()  # asked about nothing
+
+
+def enriched_alerts(spark, rows: list[dict]):
+    """A frame of ENRICHED_SCHEMA holding ``rows`` (columns not given are null)."""
+    empty = {f.name: None for f in ENRICHED_SCHEMA.fields}
+    return spark.createDataFrame([{**empty, **row} for row in rows], ENRICHED_SCHEMA)
+
+
+def test_one_pass_selection_keeps_each_filters_semantics(spark):
+    """Every filter's predicate in one pass: an alert appears once per filter selecting it; a watchlist
+    filter's predicate sees its own match (and only matched alerts), the other filters see none; a
+    null predicate selects nothing."""
+    rows = [
+        {"survey": "ztf", "objectId": "A", "candid": 1, "ra": 10.0, "dec": 20.0, "magpsf": 17.0, "night": 1,
+         "objects": {"ndet": 4}},
+        {"survey": "ztf", "objectId": "B", "candid": 2, "ra": 10.0, "dec": 20.0002, "magpsf": 19.0, "night": 1},
+        {"survey": "ztf", "objectId": "C", "candid": 3, "ra": 50.0, "dec": -5.0, "magpsf": None, "night": 2},
+    ]
+    text = """version: 1
+filters:
+  - name: bright
+    where: magpsf < 18 AND watchlist_target IS NULL
+  - name: near
+    where: watchlist_sep_arcsec < 0.5
+    watchlist: [{name: T, ra: 10.0, dec: 20.0, radius_arcsec: 2.0}]
+  - name: faint
+    where: magpsf > 18 AND watchlist_target IS NULL
+  - name: wide
+    watchlist: [{name: T2, ra: 10.0, dec: 20.0, radius_arcsec: 2.0}]
+"""
+    filters = [compile_predicate(spark, s, ENRICHED_SCHEMA, OPTIONAL_COLUMNS) for s in parse_filters(text).filters]
+    selected = select_alerts(enriched_alerts(spark, rows), filters).toPandas()
+    got = sorted(zip(selected.candid, selected[FILTER_INDEX], selected.watchlist_target.fillna("-"), strict=True))
+    assert got == [(1, 0, "-"), (1, 1, "T"), (1, 3, "T2"), (2, 2, "-"), (2, 3, "T2")]
+    assert selected[selected.candid == 1].ndet.tolist() == [4, 4, 4]
+    wide = selected[(selected[FILTER_INDEX] == 3) & (selected.candid == 2)].watchlist_sep_arcsec.iloc[0]
+    assert wide == pytest.approx(0.72, abs=1e-6)
+    assert {"objects", "features", "xmatch"}.isdisjoint(selected.columns)
 
 
 def test_reload_keeps_the_last_valid_filters(tmp_path, spark):
