@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from deltalake import write_deltalake
+from pyspark.sql.types import StructType
 
 from lenga.aggregate import (
     CONTEXT_COLUMNS,
@@ -29,7 +30,14 @@ from lenga.aggregate import (
 from lenga.aggregation import OBJECTS
 from lenga.config import load_config
 from lenga.decode import decode_record_batch
-from lenga.distribute import run_distribution, start_distribution
+from lenga.distribute import (
+    ALERT_COLUMNS,
+    ENRICHED_SCHEMA,
+    enrich,
+    latest_feature_maps,
+    run_distribution,
+    start_distribution,
+)
 from lenga.filters.config import FilterSettings
 from lenga.filters.payloads import decode_message, field_names
 from lenga.io.lake import open_lake
@@ -301,3 +309,33 @@ def test_filter_edited_mid_stream_changes_the_next_batch(spark, kafka_broker, tm
                 + [("lsst", nights[2]) for s, n in survey_night.values() if (s, n) == ("lsst", nights[2])])
     assert sorted(published) == sorted(expected)
     assert writer.reloader.reloads == 1
+
+
+def features_rows() -> pa.Table:
+    """features rows: object A computed by 1.9.0 (batch 5) then 1.10.0 (batches 1 and 3), B once."""
+    return pa.table({
+        "survey": ["ztf"] * 4, "objectId": ["A", "A", "A", "B"],
+        "feature_version": ["1.9.0", "1.10.0", "1.10.0", "1.10.0"], "night": [1, 1, 1, 1],
+        "last_batch_id": pa.array([5, 1, 3, 2], pa.int64()),
+        "Amplitude_g": [0.1, 0.2, 0.3, float("nan")], "n_obs_g": pa.array([3, 4, 5, None], pa.int32()),
+        "label": ["x", "y", "z", "w"],
+    })
+
+
+def test_latest_feature_maps_take_the_highest_version_then_batch():
+    table = latest_feature_maps(features_rows().take([3, 2, 0, 1]), ["Amplitude_g", "n_obs_g"])
+    got = {o: m for o, m in zip(table["objectId"].to_pylist(), table["features"].to_pylist(maps_as_pydicts="strict"),
+                                strict=True)}
+    # '1.10.0' > '1.9.0' numerically; NaN and null become null (a predicate on them does not match).
+    assert got == {"A": {"Amplitude_g": 0.3, "n_obs_g": 5.0}, "B": {"Amplitude_g": None, "n_obs_g": None}}
+
+
+def test_enrich_builds_the_features_map_only_when_asked(spark, tmp_path):
+    write_deltalake(str(tmp_path / "features"), features_rows(), partition_by=["night"])
+    lake = open_lake(spark, tmp_path)
+    schema = StructType([ENRICHED_SCHEMA[name] for name in ALERT_COLUMNS])
+    alerts = spark.createDataFrame([{**dict.fromkeys(ALERT_COLUMNS), "survey": "ztf", "objectId": o, "candid": c,
+                                     "mjd": 60000.5, "night": 1} for o, c in (("A", 1), ("C", 2))], schema)
+    with_features = {r["objectId"]: r["features"] for r in enrich(lake, alerts, [1], frozenset({"features"})).collect()}
+    assert with_features == {"A": {"Amplitude_g": 0.3, "n_obs_g": 5.0}, "C": None}
+    assert [r["features"] for r in enrich(lake, alerts, [1], frozenset()).collect()] == [None, None]
