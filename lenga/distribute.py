@@ -8,15 +8,14 @@
            │          the features map and xmatch array only when a predicate reads them
            ├─ select: every filter's predicate [+ watchlist cone match] in one pass → one row per
            │          (alert, filter selecting it), the payloads' columns only (checkpointed)
-           ├─ payloads: + light curves / cutouts for the rows whose payload has them → one
-           │          mapInArrow building every filter's payload (thin | lightcurve | full) → Avro
-           │          (Confluent wire format with a registry, else object container)
-           └─ one Kafka write of every filter's messages (lenga.io.kafka_sink), flushed before
-              the batch commits
+           └─ publish: + light curves / cutouts for the rows whose payload has them → one
+                      mapInArrow building every filter's payload (thin | lightcurve | full) → Avro
+                      (Confluent wire format with a registry, else object container) → Kafka from
+                      the task (confluent-kafka, lenga.io.kafka_sink's writer), every message
+                      acknowledged before the batch commits
 
 A batch is four Spark actions whatever the number of filters (the alerts' count and nights, the
-selection, its count per filter, the write) plus the broadcasts of their joins: for 20,000 alerts and
-the shipped filters, 26 jobs and ~25 CPU-s where a pass per filter took 35 jobs and ~50 CPU-s.
+selection, its count per filter, the publishing) plus the broadcasts of their joins.
 
 A third streaming query chained to ingest through Delta like the aggregation query: publishing
 never slows ingest down, and it restarts on its own checkpoint.
@@ -58,8 +57,8 @@ on it matches nothing instead of failing.
   right after the alerts table, so a concurrent deployment may miss the newest points, never
   points from after the alert.
 
-**Delivery: at-least-once, replay-stable.** The Kafka write returns only when every message is
-acknowledged, then Spark commits the batch. A crash in between replays the batch: the filters file
+**Delivery: at-least-once, replay-stable.** Each publishing task flushes its producer and fails
+unless every message it sent is acknowledged; the batch, hence Spark's commit, waits for all tasks. A crash in between replays the batch: the filters file
 version used is pinned per batch id (``<checkpoint>/filters/<batch>.yaml``) so the replay applies the
 same filters, and the messages it sends again are duplicates with the same (key = objectId, candid)
 (a header), which consumers drop. Only lake tables written by the other queries in the meantime can
@@ -99,7 +98,6 @@ from lenga.aggregation import OBJECTS, table_stream
 from lenga.config import Config
 from lenga.filters.config import FilterError, FilterSet, FilterSettings, FilterSpec, parse_filters
 from lenga.filters.payloads import (
-    MESSAGE_SCHEMA,
     encode_batch,
     field_names,
     published_schema,
@@ -111,7 +109,7 @@ from lenga.filters.reload import FilterReloader
 from lenga.filters.watchlist import cone_match
 from lenga.io.delta_source import table_arrow_schema
 from lenga.io.kafka import create_topics
-from lenga.io.kafka_sink import KafkaSinkDataSource, write_messages
+from lenga.io.kafka_sink import KafkaSinkWriter
 from lenga.io.lake import Lake, TableSpec, open_lake
 from lenga.io.session import chained_query
 from lenga.pipeline import TABLE_SPECS
@@ -350,6 +348,8 @@ def object_curves(lake: Lake, objects: DataFrame) -> DataFrame:
 
 # --- filters -------------------------------------------------------------------------------------
 
+# What each task of the publishing pass returns: the number of messages it sent.
+SENT_SCHEMA = pa.schema([("sent", pa.int64())])
 #: Column of the selected rows: the index (in ``ActiveFilters.filters``) of the filter selecting it.
 FILTER_INDEX = "filter_index"
 # Fields of the payloads taken as they are from the enriched alert.
@@ -412,16 +412,24 @@ def select_alerts(enriched: DataFrame, filters: Sequence[CompiledFilter]) -> Dat
     return frame.select(FILTER_INDEX, F.col("objects.ndet").alias("ndet"), *_PAYLOAD_COLUMNS)
 
 
-def _encoder(filters: Sequence[FilterSpec], schema_ids: dict[str, int]):
-    """mapInArrow: payload rows of every filter (``FILTER_INDEX`` says which) → Kafka messages."""
-    def encode(batches):
+def _publisher(filters: Sequence[FilterSpec], schema_ids: dict[str, int], producer: dict[str, str]):
+    """mapInArrow: payload rows of every filter (``FILTER_INDEX`` says which) → Avro messages →
+    Kafka, from the task itself (no second Python worker and no round trip of the encoded messages
+    through the JVM): one confluent-kafka producer per task, flushed, every message acknowledged
+    before the task ends (``lenga.io.kafka_sink.KafkaSinkWriter``; it raises otherwise, so the
+    batch fails and is replayed). Yields the number of messages the task sent."""
+    def encoded(batches):
         for batch in batches:
             index = batch.column(FILTER_INDEX)
             for i in pc.unique(index).to_pylist():
                 spec = filters[i]
                 yield encode_batch(batch.filter(pc.equal(index, i)), spec.payload, spec.topic, spec.name,
                                    schema_ids.get(spec.topic))
-    return encode
+
+    def publish(batches):
+        yield pa.RecordBatch.from_pydict({"sent": [KafkaSinkWriter(producer).write(encoded(batches)).messages]},
+                                         schema=SENT_SCHEMA)
+    return publish
 
 
 @dataclass(frozen=True)
@@ -456,11 +464,13 @@ def activate(spark: SparkSession, filters: FilterSet, bootstrap_servers: str,
     return ActiveFilters(compiled, ids)
 
 
-def build_messages(lake: Lake, selected: DataFrame, nights: dict[int, list[int]], active: ActiveFilters) -> DataFrame:
-    """Every filter's messages (topic, key, value, headers) from the rows ``select_alerts`` chose;
-    ``nights`` holds, per filter index with rows, the nights of its alerts. One pass: the light
+def publish(lake: Lake, selected: DataFrame, nights: dict[int, list[int]], active: ActiveFilters,
+            producer: dict[str, str]) -> int:
+    """Publish every filter's messages for the rows ``select_alerts`` chose (``nights``: per filter
+    index with rows, the nights of its alerts) with the producer settings ``producer`` (librdkafka's,
+    each prefixed ``kafka.``); returns the number of messages acknowledged. One pass: the light
     curves and cutouts are joined for the rows whose payload carries them, then one ``mapInArrow``
-    builds and encodes every filter's payload."""
+    builds, encodes and produces every filter's messages."""
     specs = [c.spec for c in active.filters]
     index = F.col(FILTER_INDEX)
     with_curves = [i for i in nights if specs[i].payload in ("lightcurve", "full")]
@@ -481,7 +491,8 @@ def build_messages(lake: Lake, selected: DataFrame, nights: dict[int, list[int]]
                    .select(*ALERT_KEY, *CUTOUT_COLUMNS).join(F.broadcast(wanted), ALERT_KEY, "left_semi"))
         frame = frame.join(cutouts, ALERT_KEY, "left")
     rows = frame.select(index, *[computed.get(name, F.col(name)).alias(name) for name in field_names(payload)])
-    return rows.mapInArrow(_encoder(specs, active.schema_ids), from_arrow_schema(MESSAGE_SCHEMA))
+    sent = rows.mapInArrow(_publisher(specs, active.schema_ids, producer), from_arrow_schema(SENT_SCHEMA)).collect()
+    return sum(r["sent"] for r in sent)
 
 
 # --- the streaming query -----------------------------------------------------------------------------
@@ -506,8 +517,6 @@ class DistributionWriter:
         self.pins = Path(checkpoint) / "filters"
         self.reports: list[DistributionBatchReport] = []
         self.reloader: FilterReloader[ActiveFilters] = FilterReloader(settings.filters_file(), self._activate)
-        # Registered before the query starts: each query's batches run in a clone of this session.
-        lake.spark.dataSource.register(KafkaSinkDataSource)
 
     def _activate(self, filters: FilterSet) -> ActiveFilters:
         return activate(self.lake.spark, filters, self.bootstrap_servers, self.settings.schema_registry_url)
@@ -553,9 +562,13 @@ class DistributionWriter:
                           .agg(F.count("*").alias("n"), F.collect_set("night").alias("nights")).collect())
                 rows = {r[FILTER_INDEX]: r["n"] for r in chosen}
                 if rows:
-                    write_messages(build_messages(self.lake, selected, {r[FILTER_INDEX]: r["nights"] for r in chosen},
-                                                  active),
-                                   self.bootstrap_servers, self.settings.producer_options)
+                    producer = {"kafka.bootstrap.servers": self.bootstrap_servers,
+                                **{k: str(v) for k, v in self.settings.producer_options.items()}}
+                    sent = publish(self.lake, selected, {r[FILTER_INDEX]: r["nights"] for r in chosen}, active,
+                                   producer)
+                    if sent != sum(rows.values()):
+                        raise RuntimeError(f"distribution batch {batch_id}: {sent} messages sent for "
+                                           f"{sum(rows.values())} selected alerts")
         finally:
             for frame in (selected, alerts):  # localCheckpoint blocks are unpersisted too
                 if frame is not None:
