@@ -7,9 +7,13 @@ its ``aggregation`` stage.
 
 Besides the wall time, :func:`measure` reports the CPU seconds of the driver's Python, the JVM
 and the Python workers (the stateful operator's cost is split between the last two), and the wall
-time of each phase of the micro-batches (``ObjectsBatchReport.phase_seconds``).
+time of each phase of the micro-batches (``ObjectsBatchReport.phase_seconds``: ``rows``, the stream
+reads, the stateful operator and the one Python pass computing every table's rows; ``objects_merge``)
+and of each object step (``step_seconds``: writing its rows). With ``--repeats 2`` or more, the
+first run pays the JIT and the Python workers' imports (xgboost, light-curve...) of a fresh
+session; the later ones reuse them, as a running stream does: compare those for the cost per batch.
 
-    python -m lenga.aggregation_bench --alerts 20000 --json /tmp/agg.json [--workdir DIR] [--no-steps]
+    python -m lenga.aggregation_bench --alerts 20000 --repeats 3 --json /tmp/agg.json [--workdir DIR] [--no-steps]
 """
 
 from __future__ import annotations

@@ -3,11 +3,14 @@
 Runs after the ``objects`` MERGE of each aggregation micro-batch (``lenga.aggregation.ObjectStep``):
 
 1. the batch's curves (one row per touched object, its whole de-duplicated light curve) with at
-   least ``min_points_per_band`` points are passed to one ``mapInArrow``
-   (``udfs.features.curve_features_batches``), which calls :func:`lenga.features.extract_features`
-   on thousands of curves at a time; objects without ``min_points_per_band`` detections in some
-   band get no row;
-2. each row gets the object's ``hpx`` from this batch's ``objects`` rows and the batch id;
+   least ``min_points_per_band`` points go to :func:`lenga.features.extract_features`, thousands
+   of curves per call, and each row gets the object's ``hpx`` from this batch's ``objects`` rows:
+   in the stream inside the aggregation's single Python pass (the step is a
+   ``lenga.aggregation.PassStep``: ``udfs.features.located_features`` next to the objects rows of
+   the same curves), in batch jobs (lenga.reclassify) by one ``mapInArrow``
+   (``udfs.features.curve_features_batches``) joined with ``tables["objects"]``; objects without
+   ``min_points_per_band`` detections in some band get no row;
+2. each row gets the batch id;
 3. the rows are upserted (MERGE on survey, objectId, feature_version) in one Delta transaction
    tagged (app_id, batch_id): a replayed batch finds its id and writes nothing; and they are put
    in ``tables["features"]`` for the steps after this one (the light-curve classifier).

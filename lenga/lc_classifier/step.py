@@ -3,8 +3,11 @@
 Runs after the features step (``lenga.aggregation`` object steps): the features rows of this
 micro-batch are exactly the objects whose light curve changed, so each is classified once per batch
 in which it changed. The model is read once, when the step is built, and broadcast to the executors
-at the first batch; one ``mapInArrow`` (``udfs.lc_classifier.classify_batches``) classifies thousands
-of objects per call. Rows are appended with ``Lake.append_new`` on keys (survey, objectId, classifier,
+at the first batch. In the stream the step is a ``lenga.aggregation.PassStep``: the aggregation's
+single Python pass classifies the features rows it has just computed for the same curves
+(``udfs.lc_classifier.classified_rows``); otherwise (lenga.reclassify) one ``mapInArrow``
+(``udfs.lc_classifier.classify_batches``) classifies ``tables["features"]``, thousands of objects
+per call. Rows are appended with ``Lake.append_new`` on keys (survey, objectId, classifier,
 classifier_version, level, class_name, lastmjd, ndet): a replayed batch, or a re-run over the same
 light curve, writes nothing new; partitioned by ``night`` of the last detection.
 """
