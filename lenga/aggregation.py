@@ -103,9 +103,9 @@ once and hands each step its rows in ``batch.computed``: the step only adds its 
 writes. Before, the curves went to Python four times per batch (curve rows, ``objects`` rows,
 features, classification, the last even twice) and were cached in the JVM. 20,000 alerts (8,029
 objects, one micro-batch; ``python -m lenga.aggregation_bench --alerts 20000 --repeats 3``, CPU
-seconds of driver + JVM + Python workers on the loaded 2-core machine): 64.5 → 43.1 in a fresh
-session (JIT and Python workers' imports included), 37-40 → 25-28 in the later runs, whose
-warm workers and JIT are those of a running stream. ``batch.curves`` (``CURVES_SCHEMA``
+seconds of driver + JVM + Python workers on the loaded 2-core machine, C1-only JIT of
+conf/lenga.yaml): 47.6 → 42.8 in a fresh session (JIT and Python workers' imports included),
+32.3-32.8 → 24.2-25.3 in the later runs, whose warm workers and JIT are those of a running stream. ``batch.curves`` (``CURVES_SCHEMA``
 rows, persisted) exists only when a step outside the pass is registered; it is None otherwise.
 """
 
