@@ -17,7 +17,10 @@ Stages, each measured on the same messages:
                       catalog is ingested)
 - ``aggregation``     the second query (lake → per-object light curves → ``objects`` → features →
                       light-curve classes), run after the ingest query over the same alerts, in
-                      alerts/s of its own wall time; ``aggregation_step_<name>`` each object step
+                      alerts/s of its own wall time; ``aggregation_phase_rows`` the one Python
+                      pass computing curves, objects rows, features and classes,
+                      ``aggregation_phase_objects_merge`` the MERGE, ``aggregation_step_<name>``
+                      each object step's write
 - ``distribution``    the third query (enriched alerts → conf/filters.yaml → Kafka topics)
 - ``full_pipeline``   alerts / (ingest + aggregation + distribution wall time), the three queries
                       run one after the other (on a cluster they run side by side)
@@ -177,9 +180,11 @@ def main(argv=None) -> None:
         stages["core_tables"] = summary.alerts_in / sum(b.decode_s + b.write_s for b in summary.batches)
         stages["end_to_end"] = summary.alerts_per_s
         stages["aggregation"] = summary.alerts_in / aggregated.wall_s
-        for step in sorted({name for b in aggregated.batches for name in b.step_seconds}):
-            seconds = sum(b.step_seconds.get(step, 0.0) for b in aggregated.batches)
-            stages[f"aggregation_step_{step}"] = summary.alerts_in / seconds if seconds else float("inf")
+        for kind in ("phase", "step"):  # phases: the one Python pass (rows) and the MERGE; steps: their writes
+            timed = [getattr(b, f"{kind}_seconds") for b in aggregated.batches]
+            for name in sorted({name for seconds in timed for name in seconds}):
+                seconds = sum(t.get(name, 0.0) for t in timed)
+                stages[f"aggregation_{kind}_{name}"] = summary.alerts_in / seconds if seconds else float("inf")
         stages["distribution"] = summary.alerts_in / distributed.wall_s
         stages["full_pipeline"] = summary.alerts_in / (summary.wall_s + aggregated.wall_s + distributed.wall_s)
         xmatch = {}
