@@ -111,6 +111,7 @@ rows, persisted) exists only when a step outside the pass is registered; it is N
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -124,7 +125,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming import StreamingQuery
-from pyspark.sql.types import StructType
+from pyspark.sql.types import StringType, StructField, StructType
 
 from lenga.aggregate import (
     BAND_STATS,
@@ -145,17 +146,23 @@ from lenga.xmatch.healpix import NO_PIXEL, neighbour_block
 
 MS_PER_DAY = 86_400_000
 NO_DATA_BATCHES_CONF = "spark.sql.streaming.noDataMicroBatches.enabled"
-# What the aggregation reads of the alerts table: the key, the alert's time and its context.
-ALERT_COLUMNS = [*OBJECT_KEY, "candid", "mjd", "band", *CONTEXT_COLUMNS]
+DETECTIONS, NON_DETECTIONS, ALERTS = "detections", "non_detections", "alerts"
 
 
 def _point_columns(table: str) -> list[str]:
-    """What the aggregation reads of a point table: the key and the curve columns it holds. The
-    lenga_delta source is a Python reader that sends every column of its schema to the JVM (no
-    column pruning), so the streams ask for these only (detections: 13 of 23 columns)."""
+    """The key and the curve columns a point table holds."""
     names = TABLE_SPECS[table].schema.names
     return [c for c in [*OBJECT_KEY, *CURVE_COLUMNS] if c in names]
 
+
+#: What the aggregation reads of each table (the ``lenga_delta`` source is a Python reader that
+#: sends every column of its schema to the JVM, no column pruning: detections 13 of 23 columns);
+#: of the alerts, the key, the alert's time and its context.
+POINT_READS = {
+    DETECTIONS: _point_columns(DETECTIONS),
+    NON_DETECTIONS: _point_columns(NON_DETECTIONS),
+    ALERTS: [*OBJECT_KEY, "candid", "mjd", "band", *CONTEXT_COLUMNS],
+}
 
 _DESCRIPTIONS = {
     "survey": "'ztf' or 'lsst'",
@@ -241,59 +248,73 @@ class AggregationSettings:
         return self.checkpoint or str(Path(config.stream.checkpoint).parent / "aggregate")
 
 
-def _absent(kind: str):
-    return F.lit(None).cast(kind)
+#: The column of the aggregation's input naming each row's table (see :func:`tagged_union`).
+TABLE_COLUMN = "table"
 
 
-def _no_context() -> list:
-    return [_absent("double").alias(c) for c in CONTEXT_COLUMNS]
+def tagged_union(frames: dict[str, DataFrame]) -> DataFrame:
+    """Rows of several tables (name → DataFrame) as one DataFrame: the union of their columns, null
+    where a table lacks one, and :data:`TABLE_COLUMN` naming each row's table."""
+    tagged = [df.withColumn(TABLE_COLUMN, F.lit(name)) for name, df in frames.items()]
+    return functools.reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), tagged)
 
 
-def detection_points(detections: DataFrame) -> DataFrame:
-    """Detections as light-curve points (lenga.aggregate.CURVE_COLUMNS)."""
-    return detections.select(*OBJECT_KEY, F.lit(DETECTION).alias("kind"), *CURVE_COLUMNS[1:], *_no_context())
+def point_rows(tables: DataFrame) -> DataFrame:
+    """The :data:`POINT_READS` tables (a :func:`tagged_union` or :func:`lake_stream`) as
+    light-curve points and alert-context rows, shaped alike: ``OBJECT_KEY``, ``CURVE_COLUMNS``,
+    ``CONTEXT_COLUMNS``. Detections get kind ``DETECTION``; non-detections keep theirs (upper limit
+    or forced photometry) and get candid ``NO_CANDID``; alerts are kind ``udfs.aggregate.ALERT``
+    rows carrying the context. The columns a table lacks are null (no sign or position for a
+    non-detection, no photometry in an alert's context row)."""
+    from udfs.aggregate import ALERT
 
-
-def non_detection_points(non_detections: DataFrame) -> DataFrame:
-    """Upper limits and forced photometry as light-curve points (no candid, sign, position)."""
-    absent = {"candid": F.lit(NO_CANDID).cast("long"), "isdiffpos": _absent("boolean"),
-              "ra": _absent("double"), "dec": _absent("double")}
-    return non_detections.select(*OBJECT_KEY, *[absent.get(c, F.col(c)).alias(c) for c in CURVE_COLUMNS],
-                                 *_no_context())
-
-
-def context_rows(alerts: DataFrame) -> DataFrame:
-    """One row per alert carrying its context columns, shaped like the points (kind
-    ``udfs.aggregate.ALERT``; the point columns it does not have are null)."""
-    from udfs.aggregate import ALERT, CURVE_STATE_SCHEMA
-
-    kept = {"kind": F.lit(ALERT), "candid": F.col("candid"), "mjd": F.col("mjd"), "band": F.col("band")}
-    return alerts.select(*OBJECT_KEY, *[kept.get(f.name, _absent(f.dataType.elementType.simpleString())).alias(f.name)
-                                        for f in CURVE_STATE_SCHEMA.fields],
+    table = F.col(TABLE_COLUMN)
+    derived = {
+        "kind": (F.when(table == DETECTIONS, F.lit(DETECTION)).when(table == ALERTS, F.lit(ALERT))
+                 .otherwise(F.col("kind"))),
+        "candid": F.when(table == NON_DETECTIONS, F.lit(NO_CANDID).cast("long")).otherwise(F.col("candid")),
+    }
+    return tables.select(*OBJECT_KEY, *[derived.get(c, F.col(c)).alias(c) for c in CURVE_COLUMNS],
                          *[F.col(c).cast("double").alias(c) for c in CONTEXT_COLUMNS])
 
 
-def table_stream(spark: SparkSession, lake: Lake, spec: TableSpec, settings: AggregationSettings,
-                 columns: list[str] | None = None) -> DataFrame:
-    """A streaming read of a lake table's appends (delta-spark's source, else ``lenga_delta``),
-    reading only ``columns`` if given (the alerts table is wide: cutouts)."""
-    lake.ensure(spec)
+def lake_stream(spark: SparkSession, lake: Lake, reads: dict[str, list[str]],
+                settings: AggregationSettings) -> DataFrame:
+    """Streaming read of the appends of several lake tables (name → the columns read), as one
+    DataFrame shaped like :func:`tagged_union`'s. On a delta-rs lake one ``lenga_delta`` source
+    reads every table: Spark starts one Python planner process per Python source when a query
+    starts (~0.9 s each here) and plans each source's tasks apart, so one source means one planner
+    and tasks balanced over all the batch's files. With delta-spark, its source per table."""
+    specs = {name: TABLE_SPECS[name] for name in reads}
+    for spec in specs.values():
+        lake.ensure(spec)
     if isinstance(lake, DeltaSparkLake):
-        reader = spark.readStream.format("delta")
-        if settings.max_versions_per_trigger:
-            reader = reader.option("maxFilesPerTrigger", settings.max_versions_per_trigger)
-        stream = reader.load(lake.path(spec.name))
-        return stream.select(*columns) if columns else stream
+        streams = {}
+        for name, columns in reads.items():
+            reader = spark.readStream.format("delta")
+            if settings.max_versions_per_trigger:
+                reader = reader.option("maxFilesPerTrigger", settings.max_versions_per_trigger)
+            streams[name] = reader.load(lake.path(name)).select(*columns)
+        return tagged_union(streams)
     from lenga.io.delta_source import DeltaDataSource
 
     spark.dataSource.register(DeltaDataSource)
-    schema = spec.spark_schema
-    if columns:
-        schema = StructType([schema[c] for c in columns])
-    reader = spark.readStream.format("lenga_delta").schema(schema).option("path", lake.path(spec.name))
+    fields = {}
+    for name, columns in reads.items():
+        fields.update({c: specs[name].spark_schema[c] for c in columns if c not in fields})
+    schema = StructType([*fields.values(), StructField(TABLE_COLUMN, StringType())])
+    reader = (spark.readStream.format("lenga_delta").schema(schema)
+              .option("paths", ",".join(lake.path(name) for name in reads)).option("tableColumn", TABLE_COLUMN)
+              .option("tasks", spark.sparkContext.defaultParallelism))
     if settings.max_versions_per_trigger:
         reader = reader.option("maxVersionsPerTrigger", settings.max_versions_per_trigger)
     return reader.load()
+
+
+def table_stream(spark: SparkSession, lake: Lake, spec: TableSpec, settings: AggregationSettings,
+                 columns: list[str]) -> DataFrame:
+    """A streaming read of ``columns`` of one lake table's appends (:func:`lake_stream`)."""
+    return lake_stream(spark, lake, {spec.name: columns}, settings).drop(TABLE_COLUMN)
 
 
 def target_pixels(hpx: list[int]) -> list[int]:
@@ -488,12 +509,7 @@ def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
     checkpoint = settings.checkpoint_for(config)
     Path(checkpoint).mkdir(parents=True, exist_ok=True)
     lake.ensure(OBJECTS_SPEC)
-    det_spec, non_spec = TABLE_SPECS["detections"], TABLE_SPECS["non_detections"]
-    points = (detection_points(table_stream(spark, lake, det_spec, settings, columns=_point_columns(det_spec.name)))
-              .unionByName(non_detection_points(table_stream(spark, lake, non_spec, settings,
-                                                             columns=_point_columns(non_spec.name))))
-              .unionByName(context_rows(table_stream(spark, lake, TABLE_SPECS["alerts"], settings,
-                                                     columns=ALERT_COLUMNS))))
+    points = point_rows(lake_stream(spark, lake, POINT_READS, settings))
     aggregated = not settings.state_ttl_days
     rows = (aggregation_state(points) if aggregated
             else stateful_curves(points, int(settings.state_ttl_days * MS_PER_DAY)))

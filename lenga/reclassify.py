@@ -26,14 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from lenga.aggregate import CONTEXT_COLUMNS, CURVE_COLUMNS, OBJECT_KEY
-from lenga.aggregation import (
-    ALERT_COLUMNS,
-    OBJECTS,
-    ObjectBatchContext,
-    context_rows,
-    detection_points,
-    non_detection_points,
-)
+from lenga.aggregation import OBJECTS, POINT_READS, ObjectBatchContext, point_rows, tagged_union
 from lenga.config import Config
 from lenga.io.lake import Lake, WriteResult, open_lake
 from lenga.pipeline import TABLE_SPECS, BatchContext
@@ -68,11 +61,9 @@ def lake_curves(lake: Lake, keys: DataFrame) -> DataFrame:
     from udfs.aggregate import CURVES_SCHEMA
 
     keys = F.broadcast(keys)
-    alerts = lake.read(TABLE_SPECS["alerts"]).select(*ALERT_COLUMNS)
-    points = (detection_points(lake.read(TABLE_SPECS["detections"]).join(keys, OBJECT_KEY, "left_semi"))
-              .unionByName(non_detection_points(
-                  lake.read(TABLE_SPECS["non_detections"]).join(keys, OBJECT_KEY, "left_semi")))
-              .unionByName(context_rows(alerts.join(keys, OBJECT_KEY, "left_semi"))))
+    points = point_rows(tagged_union({
+        name: lake.read(TABLE_SPECS[name]).select(*columns).join(keys, OBJECT_KEY, "left_semi")
+        for name, columns in POINT_READS.items()}))
     return points.groupBy(*OBJECT_KEY).applyInPandas(curve_row, CURVES_SCHEMA)
 
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from lenga.io.delta_source import DeltaDataSource, added_files
+from lenga.io.delta_source import AddedFile, DeltaDataSource, added_files, balanced_tasks
 
 SCHEMA = pa.schema([("candid", pa.int64()), ("mag", pa.float64()), ("night", pa.int32())])
 
@@ -86,3 +86,47 @@ def test_a_narrow_schema_reads_only_its_columns(spark, tmp_path):
              .option("checkpointLocation", str(tmp_path / "ck")).trigger(availableNow=True).start())
     query.awaitTermination()
     assert sorted(seen) == list(range(6))
+
+
+def test_several_tables_in_one_source(spark, tmp_path):
+    """One source over two tables: the union of their columns (null where a table lacks one), each
+    row tagged with its table, every row once across restarts; each table keeps its own version."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    append(first, 0, 4)
+    write_deltalake(str(second), pa.table({"candid": [100, 101], "kind": ["upper_limit", "forced"],
+                                           "night": [20250101, 20250101]}).cast(
+        pa.schema([("candid", pa.int64()), ("kind", pa.string()), ("night", pa.int32())])), partition_by=["night"])
+    spark.dataSource.register(DeltaDataSource)
+
+    def drain_both():
+        seen = []
+        query = (spark.readStream.format("lenga_delta").option("paths", f"{first},{second}")
+                 .option("tableColumn", "table").load()
+                 .writeStream.foreachBatch(lambda df, _: seen.extend(
+                     (r.table, r.candid, r.mag, r.kind, r.night) for r in df.collect()))
+                 .option("checkpointLocation", str(tmp_path / "ck")).trigger(availableNow=True).start())
+        query.awaitTermination()
+        return sorted(seen)
+
+    assert drain_both() == sorted([("first", c, m, None, n) for c, m, n in expected(0, 4)]
+                                  + [("second", 100, None, "upper_limit", 20250101),
+                                     ("second", 101, None, "forced", 20250101)])
+    append(first, 4, 2)
+    assert drain_both() == [("first", c, m, None, n) for c, m, n in expected(4, 2)]
+    assert drain_both() == []
+
+
+def test_a_column_of_two_types_is_refused(spark, tmp_path):
+    append(tmp_path / "first", 0, 2)
+    write_deltalake(str(tmp_path / "second"), pa.table({"candid": ["a"], "night": pa.array([20250101], pa.int32())}))
+    spark.dataSource.register(DeltaDataSource)
+    with pytest.raises(Exception, match="candid.*int64 in first but string in second"):
+        spark.readStream.format("lenga_delta").option("paths", f"{tmp_path / 'first'},{tmp_path / 'second'}").load()
+
+
+def test_tasks_get_about_as_many_rows():
+    files = [AddedFile("t", f"f{i}", (), 0, rows) for i, rows in enumerate([300, 10, 120, 90, 80, 20])]
+    groups = balanced_tasks(files, 2)
+    assert sorted(sum(f.rows for f in g) for g in groups) == [310, 310]
+    assert sorted(f.path for g in groups for f in g) == sorted(f.path for f in files)
+    assert len(balanced_tasks(files[:1], 4)) == 1
