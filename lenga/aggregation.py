@@ -1,7 +1,7 @@
 """The aggregation query: ``detections`` + ``non_detections`` → per-object light curves → ``objects``.
 
-    detections ───┐ (Delta streams: lenga_delta, or delta-spark's own source when its jar is present)
-    non_detections┼─ union ─ groupBy(survey, objectId)
+    detections ───┐ (one lenga_delta source over the three tables, or delta-spark's source per table)
+    non_detections┼─ point_rows ─ groupBy(survey, objectId)
     alerts (context columns only)      └─ state_ttl_days null: streaming aggregation (JVM)
                                             collect_list(point struct), max_by(context, (mjd, candid))
                                           state_ttl_days set: applyInPandasWithState(curve_updater)
