@@ -232,7 +232,8 @@ class MicroBatchWriter:
             files = {name: [row[FILE] for row in summary["files"] if row[FILE_TABLE] == name]
                      for name in ("alerts", *HISTORY_TABLES)}
             messages = ingested.where(message)
-            results = {"alerts": self._commit_alerts(messages, files["alerts"], summary["nights"], batch_id)}
+            alerts_result, committed = self._commit_alerts(messages, files["alerts"], summary["nights"], batch_id)
+            results = {"alerts": alerts_result}
             for name in HISTORY_TABLES:
                 results[name] = self.lake.append_staged(TABLE_SPECS[name], os.path.join(staging, name), files[name],
                                                         self._app_id, batch_id)
@@ -241,17 +242,29 @@ class MicroBatchWriter:
             results["quarantine"] = (
                 self.lake.append_new(TABLE_SPECS["quarantine"], tables["quarantine"], self._app_id, batch_id)
                 if summary["quarantined"] else WriteResult("quarantine"))
-            # Steps see this batch's alerts as stored (cutouts included, read only if a step needs them).
-            tables["alerts"] = (self.lake.read(TABLE_SPECS["alerts"], summary["nights"])
-                                .join(F.broadcast(messages.select(*KAFKA_ROW_ID)), list(KAFKA_ROW_ID), "left_semi"))
+            tables["alerts"] = self._stored_alerts(messages, summary["nights"], committed)
             self._finish(BatchReport(batch_id, summary["messages"], decoded_at - started,
                                      time.perf_counter() - decoded_at, results), tables)
         finally:
             ingested.unpersist()
 
-    def _commit_alerts(self, messages: DataFrame, files: list, nights: list[int], batch_id: int) -> WriteResult:
+    def _stored_alerts(self, messages: DataFrame, nights: list[int], committed: list[str] | None) -> DataFrame:
+        """The batch's alerts as stored, for the steps (cutouts included, read only if a step needs
+        them): the files this batch committed. On a replay whose alerts commit was already done,
+        the alerts of the batch's nights with its messages' Kafka row ids: a night of ZTF alerts is
+        ~80 GB with cutouts, so that scan is kept for this rare case."""
+        spec = TABLE_SPECS["alerts"]
+        if committed is not None:
+            return (self.lake.read_files(spec, committed) if committed
+                    else self.lake.spark.createDataFrame([], spec.spark_schema))
+        return (self.lake.read(spec, nights)
+                .join(F.broadcast(messages.select(*KAFKA_ROW_ID)), list(KAFKA_ROW_ID), "left_semi"))
+
+    def _commit_alerts(self, messages: DataFrame, files: list, nights: list[int],
+                       batch_id: int) -> tuple[WriteResult, list[str] | None]:
         """Commit the alerts files the decode pass wrote, without alerts already in the lake or
-        repeated in the batch (a producer re-sending a message).
+        repeated in the batch (a producer re-sending a message); returns the result and the paths
+        committed (None when the batch was already committed: a replay).
 
         Duplicates are found on the thin rows; only in the rare case that there are some are the
         files of the nights concerned read back and rewritten without them.
@@ -259,7 +272,7 @@ class MicroBatchWriter:
         spec = TABLE_SPECS["alerts"]
         started = time.perf_counter()
         if self.lake.replayed(spec, self._app_id, batch_id):
-            return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started)
+            return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started), None
         row_id = list(spec.row_id)
         narrow = messages.where(F.col("quarantine_reason").isNull()).select(*spec.keys, *row_id, PARTITION_COLUMN)
         losers = self.lake.repeated_rows(spec, narrow, nights)
@@ -272,7 +285,7 @@ class MicroBatchWriter:
             files = [f for f in files if f not in hit] + self.lake.write_files(spec, kept)
         result = self.lake.commit_files(spec, files, self._app_id, batch_id)
         result.seconds = time.perf_counter() - started
-        return result
+        return result, [f["path"] for f in files]
 
     def _finish(self, report: BatchReport, tables: dict[str, DataFrame]) -> None:
         """Run the enrichment steps on the batch's tables and keep the batch report."""
