@@ -24,7 +24,7 @@ import shutil
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -268,6 +268,14 @@ class DeltaSparkLake(Lake):
 
 #: Spark DDL of the add-action rows executors return (see ``ADD_ACTION_FIELDS``).
 ADD_ACTION_SCHEMA = "path string, size long, partition_values string, modification_time long, stats string"
+#: Spark DDL of the rows :func:`partition_rewriter` returns, one per partition it rewrites: the
+#: add action of the partition's new file (null fields when no row is left), the files it replaces
+#: (JSON list of paths relative to the table root), the batch rows written and the committed rows
+#: they replace.
+REWRITE_SCHEMA = ADD_ACTION_SCHEMA + ", replaced string, source_rows long, matched_rows long"
+#: Boolean column of the marker rows :meth:`DeltaRsLake.merge` adds for each target partition holding
+#: files (every other column null), so that its task checks the partition even with no batch row there.
+TARGET_MARKER = "_lenga_target"
 
 
 class DeltaRsLake(Lake):
@@ -320,24 +328,32 @@ class DeltaRsLake(Lake):
         writer = parquet_part_writer(self.path(spec.name), spec.schema, list(spec.partition_by))
         return df.mapInArrow(writer, ADD_ACTION_SCHEMA).collect()
 
-    def commit_files(self, spec: TableSpec, rows: list, app_id: str, batch_id: int) -> WriteResult:
+    def commit_files(self, spec: TableSpec, rows: list, app_id: str, batch_id: int,
+                     removed: Sequence[dict] = ()) -> WriteResult:
         """Commit files written by executors (add-action rows with the fields of
-        :data:`ADD_ACTION_FIELDS`) as one transaction tagged (app_id, batch_id)."""
+        :data:`ADD_ACTION_FIELDS`) as one transaction tagged (app_id, batch_id), removing the
+        committed files ``removed`` replaces (``path`` relative to the table root, ``size``,
+        ``partition_values`` as JSON, as :meth:`committed_files` lists them)."""
         from deltalake import CommitProperties, DeltaTable, Schema, Transaction
-        from deltalake.transaction import AddAction, create_table_with_add_actions
+        from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
         actions = [
             AddAction(r["path"], r["size"], json.loads(r["partition_values"]), r["modification_time"], True,
                       r["stats"])
             for r in rows
         ]
-        if not actions:
+        if not actions and not removed:
             return WriteResult(spec.name)
+        now = int(time.time() * 1000)
+        removes = [RemoveAction(r["path"], True, now, r["size"], json.loads(r["partition_values"]))
+                   for r in removed]
         commit = CommitProperties(app_transactions=[Transaction(app_id, batch_id)])
         if self.exists(spec.name):
             DeltaTable(self.path(spec.name)).create_write_transaction(
-                actions, mode="append", schema=Schema.from_arrow(spec.schema),
+                [*actions, *removes], mode="append", schema=Schema.from_arrow(spec.schema),
                 partition_by=list(spec.partition_by), commit_properties=commit)
+        elif removes:
+            raise ValueError(f"cannot remove files from table {spec.name}: it does not exist")
         else:
             create_table_with_add_actions(
                 self.path(spec.name), Schema.from_arrow(spec.schema), actions, mode="append",
@@ -359,7 +375,7 @@ class DeltaRsLake(Lake):
             nights = df.agg(F.collect_set(PARTITION_COLUMN)).first()[0]
         if not nights:
             return WriteResult(spec.name, seconds=time.perf_counter() - started)
-        writer = new_rows_writer(self.path(spec.name), spec, self.files_by_night(spec, nights))
+        writer = new_rows_writer(self.path(spec.name), spec, self.files_by_partition(spec, nights))
         rows = (df.select(*spec.schema.names)
                 .repartition(min(len(nights), self.spark.sparkContext.defaultParallelism), PARTITION_COLUMN)
                 .mapInArrow(writer, ADD_ACTION_SCHEMA).collect())
@@ -387,7 +403,7 @@ class DeltaRsLake(Lake):
             by_night.setdefault(night, []).append(os.path.join(staging, row["path"]))
         if not by_night:
             return WriteResult(spec.name, seconds=time.perf_counter() - started)
-        writer = staged_rows_writer(self.path(spec.name), spec, self.files_by_night(spec, list(by_night)))
+        writer = staged_rows_writer(self.path(spec.name), spec, self.files_by_partition(spec, list(by_night)))
         nights = self.spark.createDataFrame(
             [(night, json.dumps(paths)) for night, paths in sorted(by_night.items())],
             f"{PARTITION_COLUMN} int, paths string")
@@ -397,19 +413,30 @@ class DeltaRsLake(Lake):
         result.seconds = time.perf_counter() - started
         return result
 
-    def files_by_night(self, spec: TableSpec, nights: list[int]) -> dict[int, list[str]]:
-        """Committed data files of the given night partitions (absolute paths), by night."""
+    def committed_files(self, spec: TableSpec, values: list | None = None) -> list[dict]:
+        """Committed data files of the table (of the given values of its partition column if any),
+        one dict per file: ``path`` (relative to the table root, as in the Delta log), ``size``,
+        ``value`` (the partition value) and ``partition_values`` (JSON, as in an add action)."""
         from deltalake import DeltaTable
 
-        if not self.exists(spec.name):
-            return {}
+        if values == [] or not self.exists(spec.name):
+            return []
+        column = partition_column(spec)
+        files = pa.table(DeltaTable(self.path(spec.name)).get_add_actions(flatten=True))
+        value = files[f"partition.{column}"]
+        if values is not None:
+            files = files.filter(pc.is_in(value, pa.array(list(values)).cast(value.type)))
+        return [{"path": path, "size": size, "value": value,
+                 "partition_values": json.dumps({column: None if value is None else str(value)})}
+                for path, size, value in zip(files["path"].to_pylist(), files["size_bytes"].to_pylist(),
+                                             files[f"partition.{column}"].to_pylist(), strict=True)]
+
+    def files_by_partition(self, spec: TableSpec, values: list) -> dict[object, list[str]]:
+        """Committed data files of the given partitions (absolute paths), by partition value."""
         root = self.path(spec.name)
-        files: dict[int, list[str]] = {}
-        table = DeltaTable(root)
-        for uri in table.file_uris(file_pruning_predicate=[(PARTITION_COLUMN, "in", list(nights))]):
-            path = uri.removeprefix("file://")
-            night = int(Path(path).relative_to(root).parts[0].split("=", 1)[1])
-            files.setdefault(night, []).append(path)
+        files: dict[object, list[str]] = {}
+        for file in self.committed_files(spec, values):
+            files.setdefault(file["value"], []).append(os.path.join(root, file["path"]))
         return files
 
     def repeated_rows(self, spec: TableSpec, df: DataFrame, nights: list[int] | None = None) -> list:
@@ -421,7 +448,7 @@ class DeltaRsLake(Lake):
             return []
         row_id = [*spec.row_id, PARTITION_COLUMN]
         out = df.select(*row_id).schema
-        finder = repeated_rows_finder(spec, self.files_by_night(spec, nights))
+        finder = repeated_rows_finder(spec, self.files_by_partition(spec, nights))
         return (df.select(*spec.keys, *row_id)
                 .repartition(min(len(nights), self.spark.sparkContext.defaultParallelism), PARTITION_COLUMN)
                 .mapInArrow(finder, out).collect())
@@ -435,27 +462,56 @@ class DeltaRsLake(Lake):
 
     def merge(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int,
               target_partitions: dict[str, list] | None = None) -> WriteResult:
-        """delta-rs MERGE of the batch collected on the driver: meant for compact per-key rows
-        (one per touched object), not for wide appends (those go through ``append``)."""
-        from deltalake import CommitProperties, DeltaTable, Transaction
+        """:meth:`Lake.merge` as a copy-on-write rewrite on the executors, in one Spark stage.
 
+        The driver collects only the batch's keys (a row may move to another partition, so every
+        task must know them all) and lists the committed files of the target partitions. The
+        batch's rows, plus one marker row per target partition holding files, are shuffled by
+        partition value; each task rewrites its partitions (:func:`partition_rewriter`): a
+        partition holding none of the batch's keys and receiving no row keeps its files, any
+        other gets one new file (its rows less the batch's keys, plus the batch's rows) replacing
+        its files. The driver commits the new files and removes the replaced ones in one
+        transaction. delta-rs's own MERGE (measured: 2.6-3.5 s for 5,363 rows of 393 columns over
+        152 partitions) runs on the driver, mostly on one core, while the executors wait.
+
+        Like that MERGE, a matched row takes every column of the batch's row, two batch rows
+        with the key of a committed row are an error, and two with a new key are both inserted.
+        """
         started = time.perf_counter()
         if self.replayed(spec, app_id, batch_id):
             return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started)
         self.ensure(spec)
-        source = df.select(*spec.schema.names).toArrow().cast(spec.schema)
-        if source.num_rows == 0:
+        column = partition_column(spec)
+        key_schema = pa.schema([spec.schema.field(c) for c in (*spec.keys, column)])
+        keys = df.select(*key_schema.names).toArrow().cast(key_schema)
+        if keys.num_rows == 0:
             return WriteResult(spec.name, seconds=time.perf_counter() - started)
-        partitions = target_partitions or {c: pc.unique(source[c]).to_pylist() for c in spec.partition_by}
-        commit = CommitProperties(app_transactions=[Transaction(app_id, batch_id)])
-        metrics = (DeltaTable(self.path(spec.name))
-                   .merge(source, merge_condition(spec, partitions, quote='"'), source_alias="s",
-                          target_alias="t", commit_properties=commit)
-                   .when_matched_update_all().when_not_matched_insert_all().execute())
-        return WriteResult(spec.name, rows=metrics["num_target_rows_updated"] + metrics["num_target_rows_inserted"],
-                           files=metrics["num_target_files_added"], seconds=time.perf_counter() - started,
-                           extra={"files_scanned": metrics["num_target_files_scanned"],
-                                  "files_skipped": metrics["num_target_files_skipped_during_scan"]})
+        values = set(pc.unique(keys[column]).to_pylist())
+        targets = set((target_partitions or {}).get(column) or values)
+        every = self.committed_files(spec)
+        committed = [file for file in every if file["value"] in targets]
+        stored: dict[object, list[str]] = {}
+        for file in committed:
+            stored.setdefault(file["value"], []).append(file["path"])
+        column_type = spec.spark_schema[column].dataType.simpleString()
+        markers = self.spark.createDataFrame([(value, True) for value in stored],
+                                             f"`{column}` {column_type}, {TARGET_MARKER} boolean")
+        touched = len(set(stored) | values)
+        rewriter = partition_rewriter(self.path(spec.name), spec, stored, keys.select(list(spec.keys)))
+        rows = (df.select(*spec.schema.names).withColumn(TARGET_MARKER, F.lit(False))
+                .unionByName(markers, allowMissingColumns=True)
+                .repartition(min(touched, self.spark.sparkContext.defaultParallelism), column)
+                .mapInArrow(rewriter, REWRITE_SCHEMA).collect())
+        replaced = {path for row in rows for path in json.loads(row["replaced"])}
+        result = self.commit_files(spec, [row for row in rows if row["path"] is not None], app_id, batch_id,
+                                   removed=[file for file in committed if file["path"] in replaced])
+        updated = sum(row["matched_rows"] for row in rows)
+        result.rows = sum(row["source_rows"] for row in rows)
+        result.seconds = time.perf_counter() - started
+        result.extra = {"rows_updated": updated, "rows_inserted": result.rows - updated,
+                        "files_scanned": len(committed), "files_rewritten": len(replaced),
+                        "files_skipped": len(every) - len(committed)}
+        return result
 
     def read(self, spec: TableSpec, nights: list[int] | None = None) -> DataFrame:
         from deltalake import DeltaTable
@@ -474,6 +530,14 @@ def source_partitions(df: DataFrame, spec: TableSpec) -> dict[str, list]:
     """The distinct partition values of a DataFrame, per partition column of ``spec``."""
     row = df.agg(*[F.collect_set(c).alias(c) for c in spec.partition_by]).first()
     return {c: list(row[c]) for c in spec.partition_by}
+
+
+def partition_column(spec: TableSpec) -> str:
+    """The one column ``spec`` is partitioned by (what the delta-rs backend's per-partition work needs)."""
+    if len(spec.partition_by) != 1:
+        raise ValueError(f"table {spec.name} must be partitioned by one column, "
+                         f"not {list(spec.partition_by)}")
+    return spec.partition_by[0]
 
 
 def merge_condition(spec: TableSpec, partitions: dict[str, list], quote: str) -> str:
@@ -516,6 +580,11 @@ ADD_ACTION_FIELDS = pa.schema([
 ])
 
 
+#: What :func:`partition_rewriter` yields (:data:`REWRITE_SCHEMA`).
+REWRITE_FIELDS = ADD_ACTION_FIELDS.append(pa.field("replaced", pa.string())) \
+    .append(pa.field("source_rows", pa.int64())).append(pa.field("matched_rows", pa.int64()))
+
+
 class PartitionedFileWriter:
     """Executor side: stream Arrow tables into Parquet files under a table root, one file per
     partition value, and describe each finished file as a Delta add action.
@@ -529,10 +598,11 @@ class PartitionedFileWriter:
         self.schema = schema
         self.partition_by = partition_by
         self.file_schema = pa.schema([f for f in schema if f.name not in partition_by])
-        self._open: dict[tuple, tuple[str, pq.ParquetWriter, FileStats]] = {}
+        self._open: dict[tuple, tuple[str, pq.ParquetWriter]] = {}
 
     def write(self, table: pa.Table) -> None:
-        table = table.select(self.schema.names).cast(self.schema)
+        if not table.schema.equals(self.schema):
+            table = table.select(self.schema.names).cast(self.schema)
         if table.num_rows == 0:
             return
         for values, part in split_by_partition(table, self.partition_by):
@@ -542,17 +612,16 @@ class PartitionedFileWriter:
                 full = os.path.join(self.table_root, relative)
                 os.makedirs(os.path.dirname(full), exist_ok=True)
                 writer = pq.ParquetWriter(full, self.file_schema, **parquet_options(self.file_schema))
-                self._open[values] = (relative, writer, FileStats())
-            _relative, writer, stats = self._open[values]
-            data = part.drop_columns(self.partition_by)
-            writer.write_table(data)
-            stats.update(data)
+                self._open[values] = (relative, writer)
+            self._open[values][1].write_table(part.drop_columns(self.partition_by))
 
     def close(self) -> pa.RecordBatch:
         """Close every file; one add-action row (:data:`ADD_ACTION_FIELDS`) per file written."""
         rows: dict[str, list] = {name: [] for name in ADD_ACTION_FIELDS.names}
-        for values, (relative, writer, stats) in self._open.items():
+        for values, (relative, writer) in self._open.items():
             writer.close()
+            stats = FileStats()
+            stats.update(writer.writer.metadata, self.file_schema)  # the footer just written
             full = os.path.join(self.table_root, relative)
             rows["path"].append(relative)
             rows["size"].append(os.path.getsize(full))
@@ -616,20 +685,124 @@ def staged_rows_writer(
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
-        file_schema = pa.schema([f for f in schema if f.name != PARTITION_COLUMN])
         writer = PartitionedFileWriter(table_root, schema, list(spec.partition_by))
         for batch in batches:
             for night, paths in zip(batch.column(PARTITION_COLUMN).to_pylist(), batch.column("paths").to_pylist(),
                                     strict=True):
-                staged = pq.ParquetDataset(json.loads(paths), schema=file_schema).read(use_threads=False)
-                staged = staged.append_column(schema.field(PARTITION_COLUMN),
-                                              pa.array([night] * staged.num_rows, pa.int32()))
+                staged = read_partition(json.loads(paths), schema, PARTITION_COLUMN, night)
                 writer.write(new_in_night(staged, keys, existing.get(night)))
         actions = writer.close()
         if actions.num_rows:
             yield actions
 
     return write
+
+
+def partition_rewriter(
+    table_root: str, spec: TableSpec, stored: dict[object, list[str]], batch_keys: pa.Table
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """A ``mapInArrow`` function for a merge's rows and :data:`TARGET_MARKER` rows, partitioned by
+    the table's partition column: upserts each partition of its task (:func:`upsert_partition`
+    against the partition's ``stored`` files, paths relative to ``table_root``), writes each changed
+    partition as one new file and yields one :data:`REWRITE_SCHEMA` row per changed partition.
+    ``batch_keys`` holds the keys of every row of the batch, whichever partition it goes to."""
+    schema_bytes = spec.schema.serialize().to_pybytes()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch_keys.schema) as stream:
+        stream.write_table(batch_keys)
+    keys_bytes = sink.getvalue().to_pybytes()
+    column = partition_column(spec)
+
+    def rewrite(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+        keys = pa.ipc.open_stream(pa.py_buffer(keys_bytes)).read_all()
+        counts = keys.group_by(keys.column_names, use_threads=False).aggregate([([], "count_all")])
+        repeated = counts.filter(pc.greater(counts["count_all"], 1)).select(keys.column_names)
+        received = list(batches)
+        if not received:
+            return
+        received = pa.Table.from_batches(received)
+        marked = received[TARGET_MARKER]
+        # Spark's Arrow schema may differ in nullability or metadata: cast to the table's own.
+        rows = received.filter(pc.invert(marked)).select(schema.names).cast(schema)
+        new_by_value = {value: part for (value,), part in split_by_partition(rows, [column])}
+        targets = pc.unique(received.filter(marked)[column]).to_pylist()
+        out: dict[str, list] = {name: [] for name in REWRITE_FIELDS.names}
+        for value in sorted(set(new_by_value) | set(targets)):
+            new = new_by_value.get(value, schema.empty_table())
+            files = stored.get(value, [])
+            upserted = upsert_partition(new, [os.path.join(table_root, f) for f in files], keys, repeated,
+                                        schema, column, value)
+            if upserted is None:
+                continue
+            table, matched = upserted
+            writer = PartitionedFileWriter(table_root, schema, [column])
+            writer.write(table)
+            action = writer.close().to_pylist() or [dict.fromkeys(ADD_ACTION_FIELDS.names)]
+            for name, field_value in action[0].items():
+                out[name].append(field_value)
+            out["replaced"].append(json.dumps(files))
+            out["source_rows"].append(new.num_rows)
+            out["matched_rows"].append(matched)
+        if out["replaced"]:
+            yield pa.RecordBatch.from_pydict(out, schema=REWRITE_FIELDS)
+
+    return rewrite
+
+
+def upsert_partition(new: pa.Table, stored_files: list[str], batch_keys: pa.Table, repeated: pa.Table,
+                     schema: pa.Schema, column: str, value) -> tuple[pa.Table, int] | None:
+    """A partition's rows after an upsert, and how many committed rows the batch replaces; None
+    when the partition is unchanged.
+
+    ``new`` holds the batch's rows of the partition, ``batch_keys`` the keys of all the batch's rows
+    (a committed row whose object moved to another partition must go too), ``repeated`` the keys
+    found more than once in the batch. When the batch brings no row here, only the key columns of
+    ``stored_files`` are read to find out whether anything changes. Several batch rows with the key
+    of a committed row are refused, as delta-rs's MERGE refuses them; with a new key, all are
+    inserted, as there.
+    """
+    keys = batch_keys.column_names
+    if not stored_files:
+        return (new, 0) if new.num_rows else None
+    if not new.num_rows:
+        stored_keys = read_partition(stored_files, schema, column, value, columns=keys)
+        if not stored_keys.join(batch_keys, keys, join_type="left semi", use_threads=False).num_rows:
+            return None
+    stored = read_partition(stored_files, schema, column, value)
+    kept = rows_without_keys(stored, batch_keys)
+    if repeated.num_rows and kept.num_rows < stored.num_rows:
+        hit = stored.select(keys).join(repeated, keys, join_type="left semi", use_threads=False)
+        if hit.num_rows:
+            raise ValueError(f"MERGE: several batch rows have the key {hit.slice(0, 1).to_pylist()[0]} of a "
+                             f"committed row (partition {column}={value})")
+    return pa.concat_tables([kept.cast(schema), new]), stored.num_rows - kept.num_rows
+
+
+def read_partition(paths: list[str], schema: pa.Schema, column: str, value,
+                   columns: list[str] | None = None) -> pa.Table:
+    """Rows of Parquet files of one partition, as ``schema`` (the partition ``column``, not stored in
+    the files, set to ``value``), or only ``columns`` of them."""
+    stored = pa.schema([schema.field(c) for c in (columns or schema.names) if c != column])
+    # One ParquetFile per path: a dataset over a few small files costs more to plan than to read
+    # (measured: 9.5 ms against 16.7 ms a 35-row file of the 393-column features table).
+    table = pa.concat_tables([pq.ParquetFile(path).read(columns=stored.names, use_threads=False)
+                              .select(stored.names).cast(stored)
+                              for path in paths]) if paths else stored.empty_table()
+    if columns is not None and column not in columns:
+        return table
+    field = schema.field(column)
+    return table.append_column(field, pa.array([value] * table.num_rows, field.type)).select(columns or schema.names)
+
+
+def rows_without_keys(table: pa.Table, drop: pa.Table) -> pa.Table:
+    """The rows of ``table`` whose key (the columns of ``drop``) is not in ``drop``, in order. Only
+    the keys enter the join, so any column type passes through."""
+    position = "__position"
+    keys = drop.column_names
+    numbered = table.select(keys).append_column(position, pa.array(np.arange(table.num_rows)))
+    kept = numbered.join(drop, keys, join_type="left anti", use_threads=False)[position]
+    return table.take(pc.take(kept, pc.sort_indices(kept)))
 
 
 def staging_dir(staging_root: str, app_id: str, batch_id: int) -> str:
@@ -687,33 +860,48 @@ def first_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
 
 def parquet_options(schema: pa.Schema) -> dict:
     """Parquet settings per column: binary payloads (cutouts: already gzipped FITS) are stored
-    as they are, without dictionary encoding or a second compression that would only cost CPU."""
+    as they are, without dictionary encoding or a second compression that would only cost CPU.
+    Floating-point columns (measurements, features) rarely repeat a value, so a dictionary only
+    adds a page and CPU (measured on 35-row files of the 393-column ``features`` table: 19.8 ms
+    a file with dictionaries, 12.5 ms without, and smaller files)."""
     blobs = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
     return {
         "compression": {f.name: ("none" if f.name in blobs else "zstd") for f in schema},
-        "use_dictionary": [f.name for f in schema if f.name not in blobs],
+        "use_dictionary": [f.name for f in schema if f.name not in blobs and not pa.types.is_floating(f.type)],
     }
 
 
 def split_by_partition(table: pa.Table, partition_by: list[str]) -> Iterator[tuple[tuple, pa.Table]]:
-    """Split an Arrow table by the distinct values of its partition columns."""
-    keys = table.select(partition_by).group_by(partition_by).aggregate([]).to_pylist()
-    for key in keys:
-        mask = None
-        for column in partition_by:
-            value = key[column]
-            if value is None:
-                raise ValueError(f"partition column {column!r} is null; every row needs a {column}")
-            cond = pc.equal(table[column], value)
-            mask = cond if mask is None else pc.and_(mask, cond)
-        yield tuple(key[c] for c in partition_by), table.filter(mask)
+    """Split an Arrow table by the distinct values of its partition columns, keeping the order of
+    the rows within each part: one stable sort, then zero-copy slices (a filter per value would
+    copy every column once per partition)."""
+    for column in partition_by:
+        if table[column].null_count:
+            raise ValueError(f"partition column {column!r} is null; every row needs a {column}")
+    if table.num_rows == 0:
+        return
+    order = pc.sort_indices(table.select(partition_by), [(c, "ascending") for c in partition_by])
+    if np.any(np.diff(order.to_numpy().astype(np.int64)) < 0):
+        table = table.take(order)
+    keys = [table[c].to_numpy(zero_copy_only=False) for c in partition_by]
+    change = np.zeros(table.num_rows, dtype=bool)
+    change[0] = True
+    for values in keys:
+        change[1:] |= values[1:] != values[:-1]
+    starts = np.flatnonzero(change)
+    for start, end in zip(starts, [*starts[1:], table.num_rows], strict=True):
+        yield tuple(values[start].item() if hasattr(values[start], "item") else values[start]
+                    for values in keys), table.slice(start, end - start)
 
 
 class FileStats:
     """Delta per-file statistics (numRecords, min/max, null counts) over primitive columns.
 
     They let delta-rs, delta-spark and duckdb skip files on predicates such as
-    ``objectId = 'ZTF25...'`` or ``mjd > x`` without opening them.
+    ``objectId = 'ZTF25...'`` or ``mjd > x`` without opening them. They are taken from the
+    statistics the Parquet writer already computed for each row group, so the data is not read a
+    second time (measured: 7 ms a file of the 393-column ``features`` table when computed again
+    with ``pyarrow.compute``).
     """
 
     def __init__(self):
@@ -721,26 +909,31 @@ class FileStats:
         self.min: dict[str, object] = {}
         self.max: dict[str, object] = {}
         self.nulls: dict[str, int] = {}
+        # Columns with a value outside any exact bound (long string, NaN): no min/max for them.
+        self.unbounded: set[str] = set()
 
-    def update(self, table: pa.Table) -> None:
-        self.num_records += table.num_rows
-        for name in table.column_names:
-            column = table[name]
-            kind = column.type
-            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_string(kind)
-                    or pa.types.is_timestamp(kind) or pa.types.is_boolean(kind) or pa.types.is_date(kind)):
-                continue
-            self.nulls[name] = self.nulls.get(name, 0) + column.null_count
-            if pa.types.is_boolean(kind) or column.null_count == len(column):
-                continue
-            bounds = pc.min_max(column).as_py()
-            low, high = bounds["min"], bounds["max"]
-            if low is None or (isinstance(low, float) and (low != low or high != high)):
-                continue
-            if isinstance(low, str) and max(len(low), len(high)) > MAX_STAT_STRING_CHARS:
-                continue
-            self.min[name] = low if name not in self.min else min(self.min[name], low)
-            self.max[name] = high if name not in self.max else max(self.max[name], high)
+    def update(self, metadata: pq.FileMetaData, schema: pa.Schema) -> None:
+        """Add the row groups of a Parquet file (its footer, ``metadata``) written with ``schema``."""
+        kinds = {f.name: f.type for f in schema}
+        self.num_records += metadata.num_rows
+        for group in (metadata.row_group(g) for g in range(metadata.num_row_groups)):
+            for chunk in (group.column(c) for c in range(group.num_columns)):
+                name, stats = chunk.path_in_schema, chunk.statistics
+                kind = kinds.get(name)
+                if kind is None or stats is None or not stats.has_null_count or not (
+                        pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_string(kind)
+                        or pa.types.is_timestamp(kind) or pa.types.is_boolean(kind) or pa.types.is_date(kind)):
+                    continue
+                self.nulls[name] = self.nulls.get(name, 0) + stats.null_count
+                if pa.types.is_boolean(kind) or stats.null_count == chunk.num_values:
+                    continue
+                low, high = (stats.min, stats.max) if stats.has_min_max else (None, None)
+                if (low is None or (isinstance(low, float) and (low != low or high != high))
+                        or (isinstance(low, str) and max(len(low), len(high)) > MAX_STAT_STRING_CHARS)):
+                    self.unbounded.add(name)
+                    continue
+                self.min[name] = low if name not in self.min else min(self.min[name], low)
+                self.max[name] = high if name not in self.max else max(self.max[name], high)
 
     def to_json(self) -> str:
         def encode(value):
@@ -751,7 +944,7 @@ class FileStats:
 
         return json.dumps({
             "numRecords": self.num_records,
-            "minValues": {k: encode(v) for k, v in self.min.items()},
-            "maxValues": {k: encode(v) for k, v in self.max.items()},
+            "minValues": {k: encode(v) for k, v in self.min.items() if k not in self.unbounded},
+            "maxValues": {k: encode(v) for k, v in self.max.items() if k not in self.unbounded},
             "nullCount": self.nulls,
         })
