@@ -6,6 +6,8 @@
   return only their Delta *add actions* (path, size, partition values, statistics); the driver then
   commits them in one Delta transaction with delta-rs (``deltalake``). The batch itself is never
   collected to the driver (measured: collecting a 250 MB batch costs 7.5 s and 2 GB of memory).
+  Upserts (``merge``) work the same way: each task rewrites whole partitions (copy on write) and
+  returns the add actions of the new files and the paths of the files they replace.
 
 Both give the same guarantee: one Delta transaction per table per micro-batch, carrying the
 application transaction ``(app_id, batch_id)`` where ``app_id`` is derived from the streaming query
