@@ -15,6 +15,10 @@ Stages, each measured on the same messages:
 - ``end_to_end``      the ingest query from start to drained topic (the headline ``alerts_per_s``;
                       includes its enrichment steps: the stamp classifier, the cross-match when a
                       catalog is ingested)
+- ``core_tables_warm``, ``end_to_end_warm``  the same over the micro-batches after the first, i.e.
+                      the sustained rate of a running stream: the first batch also pays the start
+                      of the Python workers, their imports and the JIT (run enough alerts for
+                      several batches: ``--alerts 40000 --batch 10000``)
 - ``aggregation``     the second query (lake → per-object light curves → ``objects`` → features →
                       light-curve classes), run after the ingest query over the same alerts, in
                       alerts/s of its own wall time; ``aggregation_phase_rows`` the one Python
@@ -178,6 +182,10 @@ def main(argv=None) -> None:
         for step in sorted({name for b in summary.batches for name in b.step_seconds}):
             stages[f"step_{step}"] = summary.step_rate(step)
         stages["core_tables"] = summary.alerts_in / sum(b.decode_s + b.write_s for b in summary.batches)
+        warm = summary.batches[1:]  # the first batch also starts the Python workers and their imports
+        if sum(b.input_rows for b in warm):
+            stages["core_tables_warm"] = sum(b.input_rows for b in warm) / sum(b.decode_s + b.write_s for b in warm)
+            stages["end_to_end_warm"] = sum(b.input_rows for b in warm) / sum(b.seconds for b in warm)
         stages["end_to_end"] = summary.alerts_per_s
         stages["aggregation"] = summary.alerts_in / aggregated.wall_s
         for kind in ("phase", "step"):  # phases: the one Python pass (rows) and the MERGE; steps: their writes
