@@ -81,6 +81,11 @@ def _client_config(options: dict[str, str]) -> dict[str, object]:
     # Tasks only ask for records known to exist: do not let the broker hold a fetch open waiting
     # for more (measured with Tansu: 1,840 → 2,921 msg/s of 80 KB with 1 MB producer batches).
     config.setdefault("fetch.wait.max.ms", 10)
+    # A task decodes between two consume() calls while librdkafka prefetches; once its queue is
+    # full (queued.max.messages.kbytes, 64 MB = ~800 alerts) librdkafka >= 2.3 postpones the next
+    # fetch by fetch.queue.backoff.ms, 1 s by default, and the task then waits for it. Measured on
+    # 10,000 ZTF alerts read and decoded in one task: 10.3 s wall with the default, 3.9 s with 10 ms.
+    config.setdefault("fetch.queue.backoff.ms", 10)
     config.setdefault("log_level", 3)
     return config
 
