@@ -603,8 +603,7 @@ class PartitionedFileWriter:
         self._open: dict[tuple, tuple[str, pq.ParquetWriter]] = {}
 
     def write(self, table: pa.Table) -> None:
-        if not table.schema.equals(self.schema):
-            table = table.select(self.schema.names).cast(self.schema)
+        table = as_schema(table, self.schema)
         if table.num_rows == 0:
             return
         for values, part in split_by_partition(table, self.partition_by):
@@ -778,7 +777,7 @@ def upsert_partition(new: pa.Table, stored_files: list[str], batch_keys: pa.Tabl
         if hit.num_rows:
             raise ValueError(f"MERGE: several batch rows have the key {hit.slice(0, 1).to_pylist()[0]} of a "
                              f"committed row (partition {column}={value})")
-    return pa.concat_tables([kept.cast(schema), new]), stored.num_rows - kept.num_rows
+    return pa.concat_tables([as_schema(kept, schema), new]), stored.num_rows - kept.num_rows
 
 
 def read_partition(paths: list[str], schema: pa.Schema, column: str, value,
@@ -788,13 +787,18 @@ def read_partition(paths: list[str], schema: pa.Schema, column: str, value,
     stored = pa.schema([schema.field(c) for c in (columns or schema.names) if c != column])
     # One ParquetFile per path: a dataset over a few small files costs more to plan than to read
     # (measured: 9.5 ms against 16.7 ms a 35-row file of the 393-column features table).
-    table = pa.concat_tables([pq.ParquetFile(path).read(columns=stored.names, use_threads=False)
-                              .select(stored.names).cast(stored)
+    table = pa.concat_tables([as_schema(pq.ParquetFile(path).read(columns=stored.names, use_threads=False), stored)
                               for path in paths]) if paths else stored.empty_table()
     if columns is not None and column not in columns:
         return table
     field = schema.field(column)
     return table.append_column(field, pa.array([value] * table.num_rows, field.type)).select(columns or schema.names)
+
+
+def as_schema(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema`` (columns selected in its order and cast), without a
+    per-column cast when it already has it (393 no-op casts cost 2 ms a file of ``features``)."""
+    return table if table.schema.equals(schema) else table.select(schema.names).cast(schema)
 
 
 def rows_without_keys(table: pa.Table, drop: pa.Table) -> pa.Table:
