@@ -6,8 +6,6 @@
   return only their Delta *add actions* (path, size, partition values, statistics); the driver then
   commits them in one Delta transaction with delta-rs (``deltalake``). The batch itself is never
   collected to the driver (measured: collecting a 250 MB batch costs 7.5 s and 2 GB of memory).
-  Upserts (``merge``) work the same way: each task rewrites whole partitions (copy on write) and
-  returns the add actions of the new files and the paths of the files they replace.
 
 Both give the same guarantee: one Delta transaction per table per micro-batch, carrying the
 application transaction ``(app_id, batch_id)`` where ``app_id`` is derived from the streaming query
@@ -26,7 +24,7 @@ import shutil
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -270,14 +268,6 @@ class DeltaSparkLake(Lake):
 
 #: Spark DDL of the add-action rows executors return (see ``ADD_ACTION_FIELDS``).
 ADD_ACTION_SCHEMA = "path string, size long, partition_values string, modification_time long, stats string"
-#: Spark DDL of the rows :func:`partition_rewriter` returns, one per partition it rewrites: the
-#: add action of the partition's new file (null fields when no row is left), the files it replaces
-#: (JSON list of paths relative to the table root), the batch rows written and the committed rows
-#: they replace.
-REWRITE_SCHEMA = ADD_ACTION_SCHEMA + ", replaced string, source_rows long, matched_rows long"
-#: Boolean column of the marker rows :meth:`DeltaRsLake.merge` adds for each target partition holding
-#: files (every other column null), so that its task checks the partition even with no batch row there.
-TARGET_MARKER = "_lenga_target"
 
 
 class DeltaRsLake(Lake):
@@ -330,32 +320,24 @@ class DeltaRsLake(Lake):
         writer = parquet_part_writer(self.path(spec.name), spec.schema, list(spec.partition_by))
         return df.mapInArrow(writer, ADD_ACTION_SCHEMA).collect()
 
-    def commit_files(self, spec: TableSpec, rows: list, app_id: str, batch_id: int,
-                     removed: Sequence[dict] = ()) -> WriteResult:
+    def commit_files(self, spec: TableSpec, rows: list, app_id: str, batch_id: int) -> WriteResult:
         """Commit files written by executors (add-action rows with the fields of
-        :data:`ADD_ACTION_FIELDS`) as one transaction tagged (app_id, batch_id), removing the
-        committed files ``removed`` replaces (``path`` relative to the table root, ``size``,
-        ``partition_values`` as JSON, as :meth:`committed_files` lists them)."""
+        :data:`ADD_ACTION_FIELDS`) as one transaction tagged (app_id, batch_id)."""
         from deltalake import CommitProperties, DeltaTable, Schema, Transaction
-        from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
+        from deltalake.transaction import AddAction, create_table_with_add_actions
 
         actions = [
             AddAction(r["path"], r["size"], json.loads(r["partition_values"]), r["modification_time"], True,
                       r["stats"])
             for r in rows
         ]
-        if not actions and not removed:
+        if not actions:
             return WriteResult(spec.name)
-        now = int(time.time() * 1000)
-        removes = [RemoveAction(r["path"], True, now, r["size"], json.loads(r["partition_values"]))
-                   for r in removed]
         commit = CommitProperties(app_transactions=[Transaction(app_id, batch_id)])
         if self.exists(spec.name):
             DeltaTable(self.path(spec.name)).create_write_transaction(
-                [*actions, *removes], mode="append", schema=Schema.from_arrow(spec.schema),
+                actions, mode="append", schema=Schema.from_arrow(spec.schema),
                 partition_by=list(spec.partition_by), commit_properties=commit)
-        elif removes:
-            raise ValueError(f"cannot remove files from table {spec.name}: it does not exist")
         else:
             create_table_with_add_actions(
                 self.path(spec.name), Schema.from_arrow(spec.schema), actions, mode="append",
@@ -415,31 +397,21 @@ class DeltaRsLake(Lake):
         result.seconds = time.perf_counter() - started
         return result
 
-    def committed_files(self, spec: TableSpec, values: list | None = None) -> list[dict]:
-        """Committed data files of the table (of the given values of its partition column if any),
-        one dict per file: ``path`` (relative to the table root, as in the Delta log), ``size``,
-        ``value`` (the partition value) and ``partition_values`` (JSON, as in an add action)."""
+    def files_by_partition(self, spec: TableSpec, values: list) -> dict[object, list[str]]:
+        """Committed data files of the given values of the table's partition column (absolute
+        paths), by partition value."""
         from deltalake import DeltaTable
 
-        if values == [] or not self.exists(spec.name):
-            return []
-        column = partition_column(spec)
-        files = pa.table(DeltaTable(self.path(spec.name)).get_add_actions(flatten=True))
+        if not values or not self.exists(spec.name):
+            return {}
+        column, root = partition_column(spec), self.path(spec.name)
+        files = pa.table(DeltaTable(root).get_add_actions(flatten=True))
         value = files[f"partition.{column}"]
-        if values is not None:
-            files = files.filter(pc.is_in(value, pa.array(list(values)).cast(value.type)))
-        return [{"path": path, "size": size, "value": value,
-                 "partition_values": json.dumps({column: None if value is None else str(value)})}
-                for path, size, value in zip(files["path"].to_pylist(), files["size_bytes"].to_pylist(),
-                                             files[f"partition.{column}"].to_pylist(), strict=True)]
-
-    def files_by_partition(self, spec: TableSpec, values: list) -> dict[object, list[str]]:
-        """Committed data files of the given partitions (absolute paths), by partition value."""
-        root = self.path(spec.name)
-        files: dict[object, list[str]] = {}
-        for file in self.committed_files(spec, values):
-            files.setdefault(file["value"], []).append(os.path.join(root, file["path"]))
-        return files
+        files = files.filter(pc.is_in(value, pa.array(list(values)).cast(value.type)))
+        by_value: dict[object, list[str]] = {}
+        for path, value in zip(files["path"].to_pylist(), files[f"partition.{column}"].to_pylist(), strict=True):
+            by_value.setdefault(value, []).append(os.path.join(root, path))
+        return by_value
 
     def repeated_rows(self, spec: TableSpec, df: DataFrame, nights: list[int] | None = None) -> list:
         """:meth:`Lake.repeated_rows` in one stage, like :meth:`append_new` (shuffle by night,
@@ -464,56 +436,27 @@ class DeltaRsLake(Lake):
 
     def merge(self, spec: TableSpec, df: DataFrame, app_id: str, batch_id: int,
               target_partitions: dict[str, list] | None = None) -> WriteResult:
-        """:meth:`Lake.merge` as a copy-on-write rewrite on the executors, in one Spark stage.
+        """delta-rs MERGE of the batch collected on the driver: meant for compact per-key rows
+        (one per touched object), not for wide appends (those go through ``append``)."""
+        from deltalake import CommitProperties, DeltaTable, Transaction
 
-        The driver collects only the batch's keys (a row may move to another partition, so every
-        task must know them all) and lists the committed files of the target partitions. The
-        batch's rows, plus one marker row per target partition holding files, are shuffled by
-        partition value; each task rewrites its partitions (:func:`partition_rewriter`): a
-        partition holding none of the batch's keys and receiving no row keeps its files, any
-        other gets one new file (its rows less the batch's keys, plus the batch's rows) replacing
-        its files. The driver commits the new files and removes the replaced ones in one
-        transaction. delta-rs's own MERGE (measured: 2.6-3.5 s for 5,363 rows of 393 columns over
-        152 partitions) runs on the driver, mostly on one core, while the executors wait.
-
-        Like that MERGE, a matched row takes every column of the batch's row, two batch rows
-        with the key of a committed row are an error, and two with a new key are both inserted.
-        """
         started = time.perf_counter()
         if self.replayed(spec, app_id, batch_id):
             return WriteResult(spec.name, skipped=True, seconds=time.perf_counter() - started)
         self.ensure(spec)
-        column = partition_column(spec)
-        key_schema = pa.schema([spec.schema.field(c) for c in (*spec.keys, column)])
-        keys = df.select(*key_schema.names).toArrow().cast(key_schema)
-        if keys.num_rows == 0:
+        source = df.select(*spec.schema.names).toArrow().cast(spec.schema)
+        if source.num_rows == 0:
             return WriteResult(spec.name, seconds=time.perf_counter() - started)
-        values = set(pc.unique(keys[column]).to_pylist())
-        targets = set((target_partitions or {}).get(column) or values)
-        every = self.committed_files(spec)
-        committed = [file for file in every if file["value"] in targets]
-        stored: dict[object, list[str]] = {}
-        for file in committed:
-            stored.setdefault(file["value"], []).append(file["path"])
-        column_type = spec.spark_schema[column].dataType.simpleString()
-        markers = self.spark.createDataFrame([(value, True) for value in stored],
-                                             f"`{column}` {column_type}, {TARGET_MARKER} boolean")
-        touched = len(set(stored) | values)
-        rewriter = partition_rewriter(self.path(spec.name), spec, stored, keys.select(list(spec.keys)))
-        rows = (df.select(*spec.schema.names).withColumn(TARGET_MARKER, F.lit(False))
-                .unionByName(markers, allowMissingColumns=True)
-                .repartition(min(touched, self.spark.sparkContext.defaultParallelism), column)
-                .mapInArrow(rewriter, REWRITE_SCHEMA).collect())
-        replaced = {path for row in rows for path in json.loads(row["replaced"])}
-        result = self.commit_files(spec, [row for row in rows if row["path"] is not None], app_id, batch_id,
-                                   removed=[file for file in committed if file["path"] in replaced])
-        updated = sum(row["matched_rows"] for row in rows)
-        result.rows = sum(row["source_rows"] for row in rows)
-        result.seconds = time.perf_counter() - started
-        result.extra = {"rows_updated": updated, "rows_inserted": result.rows - updated,
-                        "files_scanned": len(committed), "files_rewritten": len(replaced),
-                        "files_skipped": len(every) - len(committed)}
-        return result
+        partitions = target_partitions or {c: pc.unique(source[c]).to_pylist() for c in spec.partition_by}
+        commit = CommitProperties(app_transactions=[Transaction(app_id, batch_id)])
+        metrics = (DeltaTable(self.path(spec.name))
+                   .merge(source, merge_condition(spec, partitions, quote='"'), source_alias="s",
+                          target_alias="t", commit_properties=commit)
+                   .when_matched_update_all().when_not_matched_insert_all().execute())
+        return WriteResult(spec.name, rows=metrics["num_target_rows_updated"] + metrics["num_target_rows_inserted"],
+                           files=metrics["num_target_files_added"], seconds=time.perf_counter() - started,
+                           extra={"files_scanned": metrics["num_target_files_scanned"],
+                                  "files_skipped": metrics["num_target_files_skipped_during_scan"]})
 
     def read(self, spec: TableSpec, nights: list[int] | None = None) -> DataFrame:
         from deltalake import DeltaTable
@@ -580,11 +523,6 @@ ADD_ACTION_FIELDS = pa.schema([
     ("path", pa.string()), ("size", pa.int64()), ("partition_values", pa.string()),
     ("modification_time", pa.int64()), ("stats", pa.string()),
 ])
-
-
-#: What :func:`partition_rewriter` yields (:data:`REWRITE_SCHEMA`).
-REWRITE_FIELDS = ADD_ACTION_FIELDS.append(pa.field("replaced", pa.string())) \
-    .append(pa.field("source_rows", pa.int64())).append(pa.field("matched_rows", pa.int64()))
 
 
 class PartitionedFileWriter:
@@ -699,87 +637,6 @@ def staged_rows_writer(
     return write
 
 
-def partition_rewriter(
-    table_root: str, spec: TableSpec, stored: dict[object, list[str]], batch_keys: pa.Table
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """A ``mapInArrow`` function for a merge's rows and :data:`TARGET_MARKER` rows, partitioned by
-    the table's partition column: upserts each partition of its task (:func:`upsert_partition`
-    against the partition's ``stored`` files, paths relative to ``table_root``), writes each changed
-    partition as one new file and yields one :data:`REWRITE_SCHEMA` row per changed partition.
-    ``batch_keys`` holds the keys of every row of the batch, whichever partition it goes to."""
-    schema_bytes = spec.schema.serialize().to_pybytes()
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch_keys.schema) as stream:
-        stream.write_table(batch_keys)
-    keys_bytes = sink.getvalue().to_pybytes()
-    column = partition_column(spec)
-
-    def rewrite(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
-        keys = pa.ipc.open_stream(pa.py_buffer(keys_bytes)).read_all()
-        counts = keys.group_by(keys.column_names, use_threads=False).aggregate([([], "count_all")])
-        repeated = counts.filter(pc.greater(counts["count_all"], 1)).select(keys.column_names)
-        received = list(batches)
-        if not received:
-            return
-        received = pa.Table.from_batches(received)
-        marked = received[TARGET_MARKER]
-        # Spark's Arrow schema may differ in nullability or metadata: cast to the table's own.
-        rows = received.filter(pc.invert(marked)).select(schema.names).cast(schema)
-        new_by_value = {value: part for (value,), part in split_by_partition(rows, [column])}
-        targets = pc.unique(received.filter(marked)[column]).to_pylist()
-        out: dict[str, list] = {name: [] for name in REWRITE_FIELDS.names}
-        for value in sorted(set(new_by_value) | set(targets)):
-            new = new_by_value.get(value, schema.empty_table())
-            files = stored.get(value, [])
-            upserted = upsert_partition(new, [os.path.join(table_root, f) for f in files], keys, repeated,
-                                        schema, column, value)
-            if upserted is None:
-                continue
-            table, matched = upserted
-            writer = PartitionedFileWriter(table_root, schema, [column])
-            writer.write(table)
-            action = writer.close().to_pylist() or [dict.fromkeys(ADD_ACTION_FIELDS.names)]
-            for name, field_value in action[0].items():
-                out[name].append(field_value)
-            out["replaced"].append(json.dumps(files))
-            out["source_rows"].append(new.num_rows)
-            out["matched_rows"].append(matched)
-        if out["replaced"]:
-            yield pa.RecordBatch.from_pydict(out, schema=REWRITE_FIELDS)
-
-    return rewrite
-
-
-def upsert_partition(new: pa.Table, stored_files: list[str], batch_keys: pa.Table, repeated: pa.Table,
-                     schema: pa.Schema, column: str, value) -> tuple[pa.Table, int] | None:
-    """A partition's rows after an upsert, and how many committed rows the batch replaces; None
-    when the partition is unchanged.
-
-    ``new`` holds the batch's rows of the partition, ``batch_keys`` the keys of all the batch's rows
-    (a committed row whose object moved to another partition must go too), ``repeated`` the keys
-    found more than once in the batch. When the batch brings no row here, only the key columns of
-    ``stored_files`` are read to find out whether anything changes. Several batch rows with the key
-    of a committed row are refused, as delta-rs's MERGE refuses them; with a new key, all are
-    inserted, as there.
-    """
-    keys = batch_keys.column_names
-    if not stored_files:
-        return (new, 0) if new.num_rows else None
-    if not new.num_rows:
-        stored_keys = read_partition(stored_files, schema, column, value, columns=keys)
-        if not stored_keys.join(batch_keys, keys, join_type="left semi", use_threads=False).num_rows:
-            return None
-    stored = read_partition(stored_files, schema, column, value)
-    kept = rows_without_keys(stored, batch_keys)
-    if repeated.num_rows and kept.num_rows < stored.num_rows:
-        hit = stored.select(keys).join(repeated, keys, join_type="left semi", use_threads=False)
-        if hit.num_rows:
-            raise ValueError(f"MERGE: several batch rows have the key {hit.slice(0, 1).to_pylist()[0]} of a "
-                             f"committed row (partition {column}={value})")
-    return pa.concat_tables([as_schema(kept, schema), new]), stored.num_rows - kept.num_rows
-
-
 def read_partition(paths: list[str], schema: pa.Schema, column: str, value,
                    columns: list[str] | None = None) -> pa.Table:
     """Rows of Parquet files of one partition, as ``schema`` (the partition ``column``, not stored in
@@ -799,16 +656,6 @@ def as_schema(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with exactly ``schema`` (columns selected in its order and cast), without a
     per-column cast when it already has it (393 no-op casts cost 2 ms a file of ``features``)."""
     return table if table.schema.equals(schema) else table.select(schema.names).cast(schema)
-
-
-def rows_without_keys(table: pa.Table, drop: pa.Table) -> pa.Table:
-    """The rows of ``table`` whose key (the columns of ``drop``) is not in ``drop``, in order. Only
-    the keys enter the join, so any column type passes through."""
-    position = "__position"
-    keys = drop.column_names
-    numbered = table.select(keys).append_column(position, pa.array(np.arange(table.num_rows)))
-    kept = numbered.join(drop, keys, join_type="left anti", use_threads=False)[position]
-    return table.take(pc.take(kept, pc.sort_indices(kept)))
 
 
 def staging_dir(staging_root: str, app_id: str, batch_id: int) -> str:
