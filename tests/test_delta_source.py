@@ -130,3 +130,15 @@ def test_tasks_get_about_as_many_rows():
     assert sorted(sum(f.rows for f in g) for g in groups) == [310, 310]
     assert sorted(f.path for g in groups for f in g) == sorted(f.path for f in files)
     assert len(balanced_tasks(files[:1], 4)) == 1
+
+
+def test_an_offset_of_the_one_table_format_still_resumes(tmp_path):
+    """A checkpoint written when the source read one table (``{"version": N}``) resumes at N."""
+    from lenga.io.delta_source import DeltaStreamReader
+
+    append(tmp_path / "t", 0, 3)
+    reader = DeltaStreamReader({"path": str(tmp_path / "t")}, SCHEMA)
+    assert reader.latestOffset({"version": 0}, None) == {"versions": {"t": 0}}
+    append(tmp_path / "t", 3, 2)
+    assert reader.latestOffset({"version": 0}, None) == {"versions": {"t": 1}}
+    assert [f.version for f in reader.partitions({"version": 0}, {"versions": {"t": 1}})[0].files] == [1]
