@@ -79,7 +79,7 @@ class KafkaConfig:
     topics: list[str] = field(default_factory=lambda: ["ztf_alerts", "lsst_alerts"])
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int | None = 20000
-    min_partitions: int = 4
+    min_partitions: int | None = None
     options: dict = field(default_factory=dict)
 
     def validate(self, where: str) -> None:
@@ -87,6 +87,8 @@ class KafkaConfig:
             raise ConfigError(f"{where}.topics: at least one topic is needed")
         if self.max_offsets_per_trigger is not None and self.max_offsets_per_trigger < 1:
             raise ConfigError(f"{where}.max_offsets_per_trigger: must be >= 1")
+        if self.min_partitions is not None and self.min_partitions < 1:
+            raise ConfigError(f"{where}.min_partitions: must be >= 1")
         bad = [k for k in self.options if not k.startswith("kafka.")]
         if bad:
             raise ConfigError(f"{where}.options: keys must start with 'kafka.': {bad}")
