@@ -244,3 +244,15 @@ def test_a_crash_between_the_two_commits_is_repaired_by_the_replay(world, tmp_pa
     assert DeltaTable(lake.path("xmatch")).version() == 0
     assert lake.count("xmatch") == first["xmatch"].rows
     assert lake.count("xmatch_objects") == first["xmatch_objects"].rows
+
+
+def test_demo_catalog_leaves_out_objects_never_observed():
+    """An object whose field the schedule never observes has no parameters (and never alerts):
+    the demo catalog leaves it out instead of failing on its missing magnitudes."""
+    from lenga.sim.catalog import demo_catalog
+
+    sim = SimConfig(seed=1, n_objects=600, n_nights=1, surveys="ztf")
+    unobserved = [o for o in build_population(sim, "ztf") if not o.params]
+    assert any(o.model.host == "star" for o in unobserved)  # the case this guards
+    catalog = demo_catalog(sim, n_field=0)
+    assert catalog.num_rows > 0 and not np.isnan(catalog["mag_r"].to_numpy(zero_copy_only=False)).all()

@@ -135,7 +135,9 @@ def demo_catalog(config: SimConfig, n_field: int = DEFAULT_FIELD_SOURCES) -> pa.
         raise ValueError(f"n_field must be >= 0, got {n_field}")
     parts = []
     for survey in config.surveys:
-        objects = build_population(config, survey)
+        # An object whose field the schedule never observes gets no parameters (it never alerts,
+        # so no alert needs it matched) and no catalog row.
+        objects = [o for o in build_population(config, survey) if o.params]
         rng = np.random.default_rng((config.seed, SURVEY_CODE[survey], FIELD_SEED_CODE))
         parts += [
             _star_rows([o for o in objects if o.model.host == "star"], config.start_mjd, rng),
