@@ -23,9 +23,8 @@ import torch
 from lenga.schema import described_field as _f
 from lenga.stamps import CLASSES
 from lenga.stamps.features import feature_names, model_inputs
-from lenga.stamps.model import StampCNN
+from lenga.stamps.model import MODEL_FILE, WEIGHTS_FILE, StampCNN
 from lenga.stamps.preprocess import CUTOUT_COLUMNS
-from lenga.stamps.train import MODEL_FILE, WEIGHTS_FILE
 
 #: Classifier names in ``stamp_classifications.classifier``, per survey.
 CLASSIFIER_NAME = {"ztf": "stamp_classifier", "lsst": "stamp_classifier_lsst"}

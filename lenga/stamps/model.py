@@ -27,6 +27,11 @@ N_CHANNELS = 3  # science, template, difference
 CONV_CHANNELS = (16, 32, 32)
 DENSE_UNITS = 64
 DROPOUT = 0.3
+#: Files of a trained model directory: the state_dict, and the metadata (features, versions).
+#: Here, not in the training module, so that inference does not import training dependencies
+#: (scikit-learn: ~1.6 s of CPU per fresh Spark Python worker).
+WEIGHTS_FILE = "weights.pt"
+MODEL_FILE = "model.json"
 
 
 class StampCNN(nn.Module):

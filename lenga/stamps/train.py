@@ -25,10 +25,8 @@ from torch import nn
 
 from lenga.stamps import CLASSES
 from lenga.stamps.dataset import StampSet
-from lenga.stamps.model import StampCNN
+from lenga.stamps.model import MODEL_FILE, WEIGHTS_FILE, StampCNN
 
-WEIGHTS_FILE = "weights.pt"
-MODEL_FILE = "model.json"
 REPORT_FILE = "report.json"
 CONFUSION_FILE = "confusion.png"
 
