@@ -213,7 +213,7 @@ for _model in (ConstantStar(), Asteroid()):
     register(_model)
 
 # The 15 light-curve classes (lenga.sim.classes registers them on import; it needs everything above).
-from lenga.sim.classes import ALERCE_CLASSES  # noqa: E402
+from lenga.lc_classifier.taxonomy import ALERCE_CLASSES  # noqa: E402
 from lenga.sim.classes.periodic import LongPeriodVariable, RRLyrae  # noqa: E402
 from lenga.sim.classes.stochastic import QuasarDRW  # noqa: E402
 from lenga.sim.classes.transients import SupernovaIa  # noqa: E402

@@ -10,15 +10,8 @@ simulator models, one module per branch of its taxonomy:
 Importing this package registers every model in :data:`lenga.sim.lightcurves.LIGHT_CURVE_CLASSES`.
 """
 
-#: ALeRCE's hierarchy: top-level branch -> its leaf classes (Sánchez-Sáez et al. 2021, fig. 2). Defined
-#: before the models are imported: lenga.sim.lightcurves reads it while the models register.
-ALERCE_CLASSES: dict[str, tuple[str, ...]] = {
-    "Transient": ("SNIa", "SNIbc", "SNII", "SLSN"),
-    "Stochastic": ("QSO", "AGN", "Blazar", "CV/Nova", "YSO"),
-    "Periodic": ("LPV", "E", "DSCT", "RRL", "CEP", "Periodic-Other"),
-}
-
-import lenga.sim.lightcurves  # noqa: E402,F401  (the base classes; it imports the branch modules below)
-from lenga.sim.classes import periodic, stochastic, transients  # noqa: E402,F401
+import lenga.sim.lightcurves  # noqa: F401  (the base classes; it imports the branch modules below)
+from lenga.lc_classifier.taxonomy import ALERCE_CLASSES
+from lenga.sim.classes import periodic, stochastic, transients  # noqa: F401
 
 __all__ = ["ALERCE_CLASSES"]
