@@ -18,10 +18,11 @@ from pathlib import Path
 
 import psutil
 
-SAMPLE_INTERVAL_S = 0.2
-#: PSS is read every this many samples: it walks every mapping of every process (the JVM has
-#: thousands), measured at ~12% of a core at 5 Hz; a micro-batch's memory peak lasts seconds.
-PSS_EVERY = 5
+SAMPLE_INTERVAL_S = 0.25
+#: PSS is read every this many samples (every 2 s): it walks every mapping of every process (the
+#: JVM has thousands). py-spy on a 20,000-alert ingest: reading it every second still took 3.5 s
+#: of CPU of the ~45 s measured, 7% of the two cores; a micro-batch's memory peak lasts seconds.
+PSS_EVERY = 8
 
 
 def tree_memory(process: psutil.Process, exclude: frozenset[int] = frozenset(),
@@ -61,14 +62,17 @@ class PeakRSS:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._process = psutil.Process()
         self._samples = 0
+        self._lock = threading.Lock()
 
-    def _sample(self) -> None:
-        usage, pss = tree_memory(self._process, self.exclude, with_pss=self._samples % PSS_EVERY == 0)
-        self._samples += 1
-        total = sum(usage.values())
-        if total > self.peak_bytes:
-            self.peak_bytes, self.peak_breakdown = total, usage
-        self.peak_pss_bytes = max(self.peak_pss_bytes, pss)
+    def _sample(self, with_pss: bool = False) -> None:
+        with self._lock:
+            usage, pss = tree_memory(self._process, self.exclude,
+                                     with_pss=with_pss or self._samples % PSS_EVERY == 0)
+            self._samples += 1
+            total = sum(usage.values())
+            if total > self.peak_bytes:
+                self.peak_bytes, self.peak_breakdown = total, usage
+            self.peak_pss_bytes = max(self.peak_pss_bytes, pss)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -82,8 +86,18 @@ class PeakRSS:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self._samples = 0  # the last sample reads PSS too
-        self._sample()
+        self._sample(with_pss=True)
+
+    def snapshot(self) -> PeakRSS:
+        """The peaks so far (PSS read now too), as a finished measure: the peaks of a first part of
+        a longer measure without a second sampler (sampling costs CPU: reading PSS walks every
+        mapping of every process, and a second sampler would double that in the measured run)."""
+        self._sample(with_pss=True)
+        done = PeakRSS(self.interval_s, tuple(self.exclude))
+        with self._lock:
+            done.peak_bytes, done.peak_pss_bytes = self.peak_bytes, self.peak_pss_bytes
+            done.peak_breakdown = dict(self.peak_breakdown)
+        return done
 
     @property
     def peak_mb(self) -> float:

@@ -25,6 +25,20 @@ def test_peak_memory_includes_children_and_pss_counts_shared_pages_once():
     assert ALLOCATED_MB <= memory.peak_pss_mb <= memory.peak_mb
 
 
+def test_snapshot_keeps_the_peaks_of_the_first_part_of_a_measure():
+    with PeakRSS(interval_s=0.1) as memory:
+        child = subprocess.Popen([sys.executable, "-c", CHILD])
+        time.sleep(2.0)
+        child.wait()
+        first = memory.snapshot()
+        later = subprocess.Popen([sys.executable, "-c", CHILD.replace(str(ALLOCATED_MB), str(3 * ALLOCATED_MB))])
+        time.sleep(2.0)
+        later.wait()
+    assert ALLOCATED_MB <= first.peak_mb < 3 * ALLOCATED_MB <= memory.peak_mb
+    assert ALLOCATED_MB <= first.peak_pss_mb <= first.peak_mb
+    assert "driver-python" in first.breakdown_mb()
+
+
 BURN_S = 1.0
 # A child that keeps one core busy for BURN_S of CPU time.
 BURNER = f"import time\nend = time.process_time() + {BURN_S}\nwhile time.process_time() < end: pass"
