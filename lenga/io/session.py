@@ -16,6 +16,8 @@ from pyspark.sql.streaming import DataStreamWriter
 
 KAFKA_PROVIDER_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
 DELTA_CATALOG_CLASS = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+#: The Python worker daemon of local sessions (see its docstring: pyspark imported with cached bytecode).
+LOCAL_DAEMON_MODULE = "lenga.io.worker_daemon"
 
 
 def build_session(app_name: str, spark_conf: dict[str, str] | None = None) -> SparkSession:
@@ -38,6 +40,8 @@ def build_session(app_name: str, spark_conf: dict[str, str] | None = None) -> Sp
     if "PYSPARK_GATEWAY_PORT" in os.environ:
         # Launched by spark-submit: its --master and --conf already configured the JVM.
         conf.pop("spark.master", None)
+    elif str(conf.get("spark.master", "")).startswith("local"):
+        conf.setdefault("spark.python.daemon.module", LOCAL_DAEMON_MODULE)
     for key, value in conf.items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()

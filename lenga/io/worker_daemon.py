@@ -1,0 +1,43 @@
+"""Spark's Python worker daemon (``pyspark.daemon``), importing pyspark from its installed package.
+
+Why: Spark starts every Python process it needs (the UDF workers, and one daemon each for the
+Python data sources' lookup, creation and read planning) with ``$SPARK_HOME/python/lib/pyspark.zip``
+first on ``PYTHONPATH``. Python cannot cache bytecode for modules imported from a zip, so each of
+those processes compiles pyspark's modules from source: measured with py-spy on a 20,000-alert
+ingest, ~4 s of CPU, most of it in the chain of processes a query starts one after the other
+before its first task (lookup, create, plan, worker daemons).
+
+With a pip-installed pyspark, that zip is a copy of the installed package itself
+(``$SPARK_HOME`` is ``site-packages/pyspark``), so this module moves the zips of that Spark home
+behind the installed package on ``sys.path`` (where its cached ``.pyc`` files are used) and then
+runs the stock daemon. Anywhere else (a Spark distribution whose ``python/lib`` is not beside an
+installed package) it changes nothing.
+
+:func:`lenga.io.session.build_session` selects it (``spark.python.daemon.module``) for local
+masters only: on a cluster the executors' Python may not import lenga before a task ships it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def prefer_installed_pyspark(path: list[str], spark_home: str | None) -> list[str]:
+    """``path`` with the zips of ``spark_home/python/lib`` moved to its end, when ``spark_home`` is
+    an installed pyspark package (it holds ``__init__.py``: pip's layout); else ``path`` as is."""
+    if not spark_home or not os.path.isfile(os.path.join(spark_home, "__init__.py")):
+        return path
+    lib = os.path.join(os.path.realpath(spark_home), "python", "lib")
+
+    def zipped(entry: str) -> bool:
+        return entry.endswith(".zip") and os.path.dirname(os.path.realpath(entry)) == lib
+
+    return [entry for entry in path if not zipped(entry)] + [entry for entry in path if zipped(entry)]
+
+
+if __name__ == "__main__":
+    sys.path[:] = prefer_installed_pyspark(sys.path, os.environ.get("SPARK_HOME"))
+    from pyspark.daemon import manager
+
+    manager()

@@ -1,0 +1,38 @@
+"""lenga.io.worker_daemon: local sessions' Python workers import pyspark from the installed package
+(cached bytecode), not from pyspark.zip; anything but pip's layout is left alone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyspark
+
+from lenga.io.worker_daemon import prefer_installed_pyspark
+
+INSTALLED = Path(pyspark.__file__).parent
+
+
+def test_zips_of_an_installed_pyspark_go_last():
+    lib = INSTALLED / "python" / "lib"
+    path = [str(lib / "pyspark.zip"), str(lib / "py4j-0.10.9.9-src.zip"), "/repo", "/site-packages"]
+    assert prefer_installed_pyspark(path, str(INSTALLED)) == [*path[2:], *path[:2]]
+
+
+def test_a_spark_distribution_is_left_alone(tmp_path):
+    # A Spark distribution: python/lib/pyspark.zip but no package at the Spark home.
+    (tmp_path / "python" / "lib").mkdir(parents=True)
+    path = [str(tmp_path / "python" / "lib" / "pyspark.zip"), "/repo"]
+    assert prefer_installed_pyspark(path, str(tmp_path)) == path
+    assert prefer_installed_pyspark(path, None) == path
+
+
+def test_local_workers_import_the_installed_pyspark(spark):
+    assert spark.conf.get("spark.python.daemon.module") == "lenga.io.worker_daemon"
+
+    def origin(_):
+        import pyspark as worker_pyspark
+
+        yield os.path.dirname(worker_pyspark.__file__)
+
+    assert spark.sparkContext.parallelize([0], 1).mapPartitions(origin).collect() == [str(INSTALLED)]
