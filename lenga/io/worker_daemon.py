@@ -15,6 +15,9 @@ installed package) it changes nothing.
 
 :func:`lenga.io.session.build_session` selects it (``spark.python.daemon.module``) for local
 masters only: on a cluster the executors' Python may not import lenga before a task ships it.
+Spark uses it for the UDF and data-source read workers; its data-source planning daemons (lookup,
+create, plan) and the streaming source runner are started with the stock modules, and still
+compile from the zip.
 """
 
 from __future__ import annotations
