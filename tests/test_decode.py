@@ -19,7 +19,7 @@ import pytest
 from fastavro.schema import load_schema
 
 from lenga import schema
-from lenga.decode import decode_record_batch, split_container
+from lenga.decode import KafkaMessages, decode_messages, decode_record_batch, split_container
 
 TIMESTAMP = datetime(2025, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -375,6 +375,21 @@ def test_bad_messages_quarantined_beside_valid_ones(shared_data, ztf_v402):
             # Night at longitude 0 of the Kafka timestamp 2025-03-02 10:00 UTC: before noon, so 03-01.
             assert row["night"] == 20250301
             assert row["offset"] == 100 + values.index(value)
+
+
+def test_messages_as_python_lists_decode_like_the_arrow_batch(shared_data, ztf_v402):
+    """The ingest source hands librdkafka's bytes over as a list (KafkaMessages.from_pydict): the
+    rows, quarantine reasons and raw bytes are those of the Arrow path."""
+    good_lsst = (shared_data / "lsst/boom/7912941781254298.avro").read_bytes()
+    good_ztf = ztf_v402.read_bytes()
+    batch = kafka_batch([good_ztf, None, b"\x17junk", good_ztf[:500], good_lsst])
+    columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+    from_lists = decode_messages(KafkaMessages.from_pydict(columns, batch.schema), ingest_batch_id=7)
+    from_batch = decode_record_batch(batch, ingest_batch_id=7)
+    assert from_lists.schema == from_batch.schema
+    # Compared as text: repr() is exact for floats and, unlike ==, equal for NaN (LSST extendedness).
+    assert repr(from_lists.to_pylist()) == repr(from_batch.to_pylist())
+    assert from_lists.column("raw").to_pylist() == [None, None, b"\x17junk", good_ztf[:500], None]
 
 
 def test_empty_batch_and_missing_provenance_columns(ztf_v402):

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from lenga.decode import decode_record_batch
+from lenga.decode import KafkaMessages, decode_messages, decode_record_batch
 from lenga.io.lake import ADD_ACTION_FIELDS, PartitionedFileWriter, first_per_key
 from lenga.schema import ALERTS, CUTOUT_COLUMNS, DECODED, PARTITION_COLUMN, TABLE_KEYS, TABLES
 
@@ -56,15 +56,17 @@ def decode_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch
 
 
 def decode_and_write(alerts_root: str, staging: str, batch_id: int
-                     ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+                     ) -> Callable[[Iterator[pa.RecordBatch | KafkaMessages]], Iterator[pa.RecordBatch]]:
     """mapInArrow function: decode, write alerts files under ``alerts_root`` and history files
-    under ``staging/<table>``, yield :data:`INGESTED` rows (see the module docstring)."""
+    under ``staging/<table>``, yield :data:`INGESTED` rows (see the module docstring). Also takes
+    :class:`lenga.decode.KafkaMessages` (the ``lenga_kafka_ingest`` source)."""
 
-    def ingest(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def ingest(batches: Iterator[pa.RecordBatch | KafkaMessages]) -> Iterator[pa.RecordBatch]:
         alerts = PartitionedFileWriter(alerts_root, ALERTS, [PARTITION_COLUMN])
         history: dict[str, list[pa.Table]] = {name: [] for name in HISTORY_TABLES}
         for batch in batches:
-            decoded = pa.Table.from_batches([decode_record_batch(batch, batch_id)])
+            messages = batch if isinstance(batch, KafkaMessages) else KafkaMessages.from_record_batch(batch)
+            decoded = pa.Table.from_batches([decode_messages(messages, batch_id)])
             valid = decoded.filter(pc.is_null(decoded["quarantine_reason"]))
             alerts.write(valid.select(ALERTS.names))
             for name, tables in history.items():

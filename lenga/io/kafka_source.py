@@ -210,6 +210,13 @@ def split_ranges(start: Offsets, end: Offsets, min_partitions: int) -> list[Offs
 
 def read_range(options: dict[str, str], part: OffsetRange) -> Iterator[pa.RecordBatch]:
     """Read exactly the records [start, end) of one partition as Arrow batches (executor side)."""
+    for columns in read_columns(options, part):
+        yield pa.RecordBatch.from_pydict(columns, schema=KAFKA_ARROW_SCHEMA)
+
+
+def read_columns(options: dict[str, str], part: OffsetRange) -> Iterator[dict[str, list]]:
+    """Read exactly the records [start, end) of one partition, in chunks of up to
+    :data:`ARROW_BATCH_ROWS` records as Python lists per column of :data:`KAFKA_ARROW_SCHEMA`."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(_client_config(options))
@@ -243,7 +250,7 @@ def read_range(options: dict[str, str], part: OffsetRange) -> Iterator[pa.Record
                 next_offset = offset + 1
                 deadline = time.monotonic() + FETCH_DEADLINE_S
             if len(rows["offset"]) >= ARROW_BATCH_ROWS or (next_offset >= part.end and rows["offset"]):
-                yield pa.RecordBatch.from_pydict(rows, schema=KAFKA_ARROW_SCHEMA)
+                yield rows
                 rows = {name: [] for name in KAFKA_ARROW_SCHEMA.names}
     finally:
         consumer.close()
@@ -348,10 +355,13 @@ class IngestingKafkaStreamReader(KafkaStreamReader):
         return [replace(part, batch_id=batch_id, staging=staging) for part in super().partitions(start, end)]
 
     def read(self, partition: OffsetRange) -> Iterator[pa.RecordBatch]:
+        from lenga.decode import KafkaMessages
         from udfs.decode import decode_and_write
 
         ingest = decode_and_write(self.options["alertspath"], partition.staging, partition.batch_id)
-        return ingest(read_range(self.options, partition))
+        # The values go to the decoder as the bytes librdkafka handed over, never as an Arrow column.
+        return ingest(KafkaMessages.from_pydict(columns, KAFKA_ARROW_SCHEMA)
+                      for columns in read_columns(self.options, partition))
 
 
 class IngestingKafkaDataSource(KafkaDataSource):
