@@ -36,3 +36,12 @@ def test_local_workers_import_the_installed_pyspark(spark):
         yield os.path.dirname(worker_pyspark.__file__)
 
     assert spark.sparkContext.parallelize([0], 1).mapPartitions(origin).collect() == [str(INSTALLED)]
+
+
+def test_reused_workers_collect_only_the_young_generations_between_tasks(spark):
+    def collector(_):
+        import sys
+
+        yield type(sys.modules["pyspark.daemon"].gc).__name__
+
+    assert spark.sparkContext.parallelize([0], 1).mapPartitions(collector).collect() == ["YoungGenerationsGC"]
