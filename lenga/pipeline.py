@@ -32,7 +32,6 @@ and removed by ``VACUUM``.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,9 +235,8 @@ class MicroBatchWriter:
             messages = ingested.where(message)
             alerts_result, committed = self._commit_alerts(messages, files["alerts"], summary["nights"], batch_id)
             results = {"alerts": alerts_result}
-            for name in HISTORY_TABLES:
-                results[name] = self.lake.append_staged(TABLE_SPECS[name], os.path.join(staging, name), files[name],
-                                                        self._app_id, batch_id)
+            results.update(self.lake.append_staged([TABLE_SPECS[name] for name in HISTORY_TABLES], staging, files,
+                                                   self._app_id, batch_id))
             remove_staging(staging)
             tables = {"quarantine": quarantine_rows(messages)}
             results["quarantine"] = (

@@ -37,6 +37,21 @@ def test_limit_offsets_shares_the_limit_and_always_progresses():
     assert limit_offsets(start, end, 10_000) == end
 
 
+def test_limit_offsets_takes_exactly_the_limit():
+    # Two partitions of 20,000 records and a limit of 10,000: flooring gave 4,999 + 4,999... and left
+    # a tail micro-batch of a few records; the shares must add up to the limit.
+    start = {"a": {"0": 0, "1": 0}}
+    end = {"a": {"0": 19_999, "1": 20_001}}
+    position = start
+    sizes = []
+    while position != end:
+        capped = limit_offsets(position, end, 10_000)
+        sizes.append(sum(capped["a"][p] - position["a"][p] for p in capped["a"]))
+        position = capped
+    assert sizes == [10_000, 10_000, 10_000, 10_000]
+    assert all(capped["a"][p] <= end["a"][p] for p in end["a"])
+
+
 def test_split_ranges_covers_each_offset_once():
     start = {"a": {"0": 5}, "b": {"0": 0, "1": 3}}
     end = {"a": {"0": 1005}, "b": {"0": 0, "1": 4}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
 import duckdb
 import polars as pl
@@ -123,11 +124,11 @@ def stage(lake, staging, candid_groups):
 def test_append_staged_removes_duplicates_across_tasks_and_the_lake(spark, lake, tmp_path):
     lake.append_new(SPEC, spark.createDataFrame(rows(range(50)), SPEC.spark_schema), "app", 0)
     staging = staging_dir(str(tmp_path / "staging"), "app", 1)
-    files = stage(lake, staging, [range(40, 55), range(50, 60)])  # two tasks share 50..54
-    result = lake.append_staged(SPEC, staging, files, "app", 1)
+    files = {SPEC.name: stage(lake, os.path.join(staging, SPEC.name), [range(40, 55), range(50, 60)])}  # share 50..54
+    result = lake.append_staged([SPEC], staging, files, "app", 1)[SPEC.name]
     assert result.rows == 10 and result.files == 3  # one new file per night
     assert sorted(r.candid for r in lake.read(SPEC).select("candid").collect()) == list(range(60))
     assert lake.read(SPEC).where("candid = 57").first().night == 20250301 + 57 % 3
-    assert lake.append_staged(SPEC, staging, files, "app", 1).skipped  # a replayed batch writes nothing
+    assert lake.append_staged([SPEC], staging, files, "app", 1)[SPEC.name].skipped  # a replay writes nothing
     remove_staging(staging)
     assert not (tmp_path / "staging" / "app" / "1").exists() and lake.count("things") == 60

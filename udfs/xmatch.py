@@ -43,7 +43,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import LongType, StructField, StructType
 
-from lenga.io.lake import ADD_ACTION_SCHEMA, PartitionedFileWriter
+from lenga.io.lake import PartitionedFileWriter, with_table
 from lenga.xmatch.catalog import HPX_COLUMN, CatalogSpec, float_column
 from lenga.xmatch.healpix import block_pixels
 from lenga.xmatch.match import OBJECT_COLUMNS, crossmatch, output_schema, separation_arcsec
@@ -197,10 +197,6 @@ def as_match_rows(found: DataFrame, numeric: list[str], text: list[str]) -> Data
     return found.mapInArrow(convert, from_arrow_schema(MATCH_SCHEMA))
 
 
-#: Spark DDL of ``crossmatch_batch_writer``'s rows: a Delta add action and the table it belongs to.
-TABLE_ADD_ACTION_SCHEMA = f"table string, {ADD_ACTION_SCHEMA}"
-
-
 def crossmatch_batch_writer(
     catalogs: list[tuple[CatalogSpec, Broadcast]],
     registry_files: list[str],
@@ -210,7 +206,7 @@ def crossmatch_batch_writer(
     """A ``mapInArrow`` function for a batch's alerts shuffled by object: matches its objects against
     the broadcast catalogs (``lenga.xmatch.tables.crossmatch_batch``), writes the ``xmatch`` and
     ``xmatch_objects`` Parquet files under ``lake_paths[table]`` and yields their add actions
-    (``TABLE_ADD_ACTION_SCHEMA``), for the driver to commit table by table.
+    (:data:`lenga.io.lake.TABLE_ADD_ACTION_SCHEMA`), for the driver to commit table by table.
 
     Objects already in the committed ``registry_files`` (those of ``xmatch_objects``) are skipped;
     only the rows of the task's own objects are read from them.
@@ -232,8 +228,7 @@ def crossmatch_batch_writer(
             writer.write(rows)
             actions = writer.close()
             if actions.num_rows:
-                tag = pa.repeat(pa.scalar(spec.name), actions.num_rows)
-                yield pa.RecordBatch.from_arrays([tag, *actions.columns], ["table", *actions.schema.names])
+                yield with_table(spec.name, actions)
 
     return write
 

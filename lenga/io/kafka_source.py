@@ -176,19 +176,26 @@ class KafkaOffsets:
 def limit_offsets(start: Offsets, end: Offsets, max_rows: int) -> Offsets:
     """Cap the range start→end to ``max_rows`` records, shared across partitions by their backlog.
 
-    Every partition with a backlog advances by at least one record, so a small limit cannot stall.
+    Shares are rounded by largest remainder, so a batch takes exactly ``max_rows`` records: flooring
+    each share left a few records per partition behind, and draining them cost the stream a whole
+    extra micro-batch (~1.5 s of fixed cost for 4 alerts). Every partition with a backlog advances
+    by at least one record, so a small limit cannot stall (it may then exceed the limit slightly).
     """
     backlog = {
-        (t, p): end[t][p] - start.get(t, {}).get(p, 0) for t in end for p in end[t]
+        (t, p): max(end[t][p] - start.get(t, {}).get(p, 0), 0) for t in end for p in end[t]
     }
-    total = sum(max(b, 0) for b in backlog.values())
+    total = sum(backlog.values())
     if total <= max_rows:
         return end
+    exact = {key: max_rows * pending / total for key, pending in backlog.items()}
+    shares = {key: min(pending, max(1, math.floor(exact[key]))) if pending else 0
+              for key, pending in backlog.items()}
+    by_remainder = sorted(backlog, key=lambda key: exact[key] - math.floor(exact[key]), reverse=True)
+    for key in by_remainder[:max(0, max_rows - sum(shares.values()))]:
+        shares[key] += shares[key] < backlog[key]
     capped: Offsets = {}
-    for (topic, partition), pending in backlog.items():
-        begin = start.get(topic, {}).get(partition, 0)
-        share = max(1, math.floor(max_rows * pending / total)) if pending > 0 else 0
-        capped.setdefault(topic, {})[partition] = begin + min(share, pending)
+    for (topic, partition), share in shares.items():
+        capped.setdefault(topic, {})[partition] = start.get(topic, {}).get(partition, 0) + share
     return capped
 
 

@@ -29,7 +29,6 @@ With delta-spark the steps run as DataFrames, each table appended with ``Lake.ap
 from __future__ import annotations
 
 import logging
-import time
 from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +38,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lenga.config import CONF_DIR, Config
-from lenga.io.lake import PARTITION_COLUMN, Lake, WriteResult
+from lenga.io.lake import PARTITION_COLUMN, TABLE_ADD_ACTION_SCHEMA, Lake, WriteResult
 from lenga.xmatch.catalog import HPX_COLUMN, CatalogSpec, float_column, load_catalog_specs
 from lenga.xmatch.healpix import block_pixels
 from lenga.xmatch.match import OBJECT_COLUMNS
@@ -47,7 +46,6 @@ from lenga.xmatch.objects import ALERT_COLUMNS, OBJECT_KEYS
 from lenga.xmatch.store import StoredCatalog, catalog_table, stored_catalog
 from lenga.xmatch.tables import REGISTRY_KEYS, XMATCH, XMATCH_OBJECTS, kept_columns
 from udfs.xmatch import (
-    TABLE_ADD_ACTION_SCHEMA,
     as_match_rows,
     batch_objects,
     broadcast_catalog,
@@ -125,16 +123,7 @@ class CrossmatchStep:
         finally:
             for piece in slices:
                 piece.destroy()
-        results = {}
-        for spec in (XMATCH, XMATCH_OBJECTS):
-            started = time.perf_counter()
-            if lake.replayed(spec, app_id, batch_id):
-                results[spec.name] = WriteResult(spec.name, skipped=True)
-                continue
-            results[spec.name] = lake.commit_files(spec, [a for a in actions if a["table"] == spec.name],
-                                                   app_id, batch_id)
-            results[spec.name].seconds = time.perf_counter() - started
-        return results
+        return lake.commit_tables([XMATCH, XMATCH_OBJECTS], actions, app_id, batch_id)
 
     def _batch_catalogs(self, batch: BatchContext) -> tuple[list[Broadcast], list[Broadcast]]:
         """Every catalog as a broadcast Arrow table for this batch: the whole catalog when it is
