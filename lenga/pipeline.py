@@ -16,10 +16,10 @@ Why this shape (measured, see the ingest section of the README): a ZTF alert is 
 it cutouts, and carries ~50 history rows, most of them already seen in earlier alerts; every
 crossing of those bytes and rows between the JVM and Python cost more CPU than decoding them. So
 the decode pass writes the wide ``alerts`` rows and stages the history rows itself, and only the
-thin message rows (alert columns, provenance, quarantine) enter the JVM and are cached. One Spark
+thin message rows (alert keys, provenance, quarantine) enter the JVM and are cached. One Spark
 job materialises that cache and returns everything the commits need (counts, nights, the files);
-each history table is then one stage of one task per night that reads the night's staged files,
-de-duplicates them against the lake and writes the new rows
+the history tables are then one stage of one task per (table, night) that reads the night's
+staged files, de-duplicates them against the lake and writes the new rows
 (:meth:`lenga.io.lake.DeltaRsLake.append_staged`). With delta-spark (no executor-side file commits)
 the decoded batch is cached whole and each table appended with ``Lake.append_new``.
 

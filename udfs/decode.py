@@ -11,10 +11,10 @@ non_detections, quarantine reason and raw bytes).
 the valid alerts, cutouts included, as Parquet files of the ``alerts`` table, and the task's
 detections and non-detections, de-duplicated within the task, as *staged* Parquet files under
 ``staging`` (both uncommitted until the driver commits add actions). It yields the messages' thin
-rows (alert columns without cutouts or history, quarantine reason and raw bytes) plus one row per
-file written. Why: the cutouts are most of an alert's bytes, and the history rows (~50 per ZTF
-alert, most of them repeats of earlier alerts' history) were most of the rows; neither enters the
-JVM any more. The driver then de-duplicates the staged rows across tasks and against the lake,
+rows (:data:`MESSAGE_COLUMNS`: alert keys, provenance, quarantine reason and raw bytes) plus one
+row per file written. Why: the cutouts are most of an alert's bytes, and the history rows (~50 per
+ZTF alert, most of them repeats of earlier alerts' history) were most of the rows; neither enters
+the JVM any more, nor do the alert columns, which the ``alerts`` files hold. The driver then de-duplicates the staged rows across tasks and against the lake,
 night by night (:meth:`lenga.io.lake.DeltaRsLake.append_staged`).
 """
 
@@ -29,7 +29,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from lenga.decode import KafkaMessages, decode_messages, decode_record_batch
 from lenga.io.lake import ADD_ACTION_FIELDS, PartitionedFileWriter, first_per_key
-from lenga.schema import ALERTS, CUTOUT_COLUMNS, DECODED, PARTITION_COLUMN, TABLE_KEYS, TABLES
+from lenga.schema import ALERTS, DECODED, PARTITION_COLUMN, QUARANTINE, TABLE_KEYS, TABLES
 
 #: Spark schema of the decoded rows, derived from the Arrow schema (one definition of the columns).
 DECODED_SPARK_SCHEMA = from_arrow_schema(DECODED)
@@ -40,9 +40,15 @@ HISTORY_TABLES = ("detections", "non_detections")
 #: add action (``path`` relative to the table root, or to the table's staging directory).
 FILE_TABLE = "file_table"
 FILE = "file"
+#: Columns of a message row of :data:`INGESTED`: what the driver's commits need (the alerts' keys,
+#: Kafka row id and night) and what the ``quarantine`` table stores. The alert columns themselves
+#: are in the ``alerts`` files: carrying all 58 of them into the JVM (converted, cached, shuffled)
+#: only to drop them cost JVM CPU in every micro-batch.
+MESSAGE_COLUMNS = list(dict.fromkeys([
+    *TABLE_KEYS["alerts"], *(name for name in QUARANTINE.names if name in DECODED.names), "quarantine_reason"]))
 #: Output of :func:`decode_and_write`: thin message rows, and the files written.
 INGESTED = pa.schema([
-    *(f for f in DECODED if f.name not in (*CUTOUT_COLUMNS, *HISTORY_TABLES)),
+    *(DECODED.field(name) for name in MESSAGE_COLUMNS),
     pa.field(FILE_TABLE, pa.string()),
     pa.field(FILE, pa.struct(list(ADD_ACTION_FIELDS))),
 ])
@@ -71,7 +77,7 @@ def decode_and_write(alerts_root: str, staging: str, batch_id: int
             alerts.write(valid.select(ALERTS.names))
             for name, tables in history.items():
                 tables.append(first_per_key(flattened(valid[name]), list(TABLE_KEYS[name])))
-            thin = decoded.drop_columns([*CUTOUT_COLUMNS, *HISTORY_TABLES])
+            thin = decoded.select(MESSAGE_COLUMNS)
             yield from _with_file_columns(thin).cast(INGESTED).to_batches()
         yield from _file_rows("alerts", alerts.close())
         for name, tables in history.items():
