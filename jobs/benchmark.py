@@ -14,6 +14,10 @@ Stages, each measured on the same messages:
                       hosts and quasars plus 20,000 field sources)
 - ``core_tables``     inside the stream: Kafka → the four Delta tables (read, decode, commits), steps
                       excluded: issue 2's scope
+- ``core_tables_alone``  the same as a query of its own, without steps, in a fresh process (its own
+                      JVM and Python workers, cold start included), run before everything else:
+                      alerts over the query's wall time; ``core_tables_alone`` in the JSON also
+                      has its micro-batches, latencies and peak RSS/PSS (issue 2's memory target)
 - ``end_to_end``      the ingest query from start to drained topic (the headline ``alerts_per_s``;
                       includes its enrichment steps: the stamp classifier, the cross-match when a
                       catalog is ingested)
@@ -133,6 +137,20 @@ def produce_workload(n: int, surveys: str, seed: int, topics: dict[str, str], bo
     return {"stages": stages, "published": published, "mean_alert_kb": mean_kb, "sim": sim}
 
 
+def core_tables_alone(conf, overrides: list[str], settings: dict, bootstrap: str) -> dict:
+    """Kafka → the four tables with no step, in this (fresh, spawned) process: its own Spark JVM and
+    Python workers, so the wall time includes their start and the memory is theirs alone."""
+    config = load_config(conf, overrides, settings)
+    config.source.kafka.bootstrap_servers = bootstrap
+    with PeakRSS() as memory:
+        summary = run_stream(config, app_name="lenga-bench-core-tables", steps=[])
+    return {"alerts": summary.alerts_in, "wall_s": round(summary.wall_s, 2),
+            "alerts_per_s": round(summary.alerts_per_s, 1), "micro_batches": len(summary.batches),
+            "latency_p50_s": round(summary.latency(0.5), 2), "latency_p95_s": round(summary.latency(0.95), 2),
+            "peak_rss_mb": round(memory.peak_mb, 1), "peak_rss_breakdown_mb": memory.breakdown_mb(),
+            "peak_pss_mb": round(memory.peak_pss_mb, 1)}
+
+
 def kafka_read_rate(spark, config, n: int) -> float:
     """Spark reading the whole topic (no decode, no write): the source's own ceiling."""
     from lenga.pipeline import read_alert_stream
@@ -148,14 +166,20 @@ def kafka_read_rate(spark, config, n: int) -> float:
     return n / watch.seconds
 
 
+def run_settings(workdir: Path, batch: int | None, name: str = "") -> dict:
+    """Configuration of a benchmark query: lake and checkpoint under ``workdir`` (``name`` keeps
+    the core-tables query's apart), drained with AvailableNow in batches of ``batch`` alerts."""
+    settings = {"lake": {"root": str(workdir / name / "lake")},
+                "stream": {"checkpoint": str(workdir / name / "checkpoint"), "trigger": "available_now"}}
+    if batch:
+        settings["source"] = {"kafka": {"max_offsets_per_trigger": batch}}
+    return settings
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="lenga-bench-"))
-    overrides = {"lake": {"root": str(workdir / "lake")},
-                 "stream": {"checkpoint": str(workdir / "checkpoint"), "trigger": "available_now"}}
-    if args.batch:
-        overrides["source"] = {"kafka": {"max_offsets_per_trigger": args.batch}}
-    config = load_config(args.conf, args.overrides, overrides)
+    config = load_config(args.conf, args.overrides, run_settings(workdir, args.batch))
     topics = dict(zip(("ztf", "lsst"), config.source.kafka.topics, strict=False))
     stages: dict[str, float] = {}
     try:
@@ -167,6 +191,13 @@ def main(argv=None) -> None:
                                        config.simulate.get("seed", 42), topics, broker.bootstrap_servers).result()
             stages.update(workload["stages"])
             published, mean_kb = workload["published"], workload["mean_alert_kb"]
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:  # a fresh process: nothing but the query
+                core_alone = pool.submit(core_tables_alone, args.conf, args.overrides,
+                                         run_settings(workdir, args.batch, "core_tables_alone"),
+                                         broker.bootstrap_servers).result()
+            if core_alone["alerts"] != published:
+                raise RuntimeError(f"the core-tables query took {core_alone['alerts']} alerts, expected {published}")
+            stages["core_tables_alone"] = core_alone["alerts_per_s"]
             config.source.kafka.bootstrap_servers = broker.bootstrap_servers
 
             spark = build_session("lenga-bench", config.spark)
@@ -225,6 +256,7 @@ def main(argv=None) -> None:
             "peak_rss_breakdown_mb": memory.breakdown_mb(),
             "peak_pss_mb": round(memory.peak_pss_mb, 1),
             "peak_rss_full_pipeline_mb": round(pipeline_memory.peak_mb, 1),
+            "core_tables_alone": core_alone,
             "peak_pss_full_pipeline_mb": round(pipeline_memory.peak_pss_mb, 1),
             "rows": summary.table_rows,
             "xmatch": xmatch,
