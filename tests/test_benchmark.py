@@ -32,6 +32,7 @@ def test_bench_writes_the_documented_report(tmp_path):
         assert stages[stage] > 0, stage
     core = report["core_tables_alone"]
     assert core["alerts"] == ALERTS and core["micro_batches"] == 2
+    assert core["batches_alerts_per_s"] >= core["alerts_per_s"] > 0  # the batches are part of the wall time
     # Its own process tree: the Spark JVM and the Python workers of that query are in the peak.
     assert core["peak_rss_breakdown_mb"]["java"] > 0 and core["peak_rss_breakdown_mb"]["python"] > 0
     assert 0 < core["peak_pss_mb"] <= core["peak_rss_mb"]
