@@ -1,9 +1,11 @@
 """The aggregation query: ``detections`` + ``non_detections`` → per-object light curves → ``objects``.
 
-    detections ───┐ (one lenga_delta source over the three tables, or delta-spark's source per table)
-    non_detections┼─ point_rows ─ groupBy(survey, objectId)
-    alerts (context columns only)      └─ state_ttl_days null: streaming aggregation (JVM)
-                                            collect_list(point struct), max_by(context, (mjd, candid))
+    detections ───┐ (one lenga_points source over the three tables, packing points per object in
+    non_detections┤  its tasks; or delta-spark's source per table and a packing mapInArrow)
+    alerts (context columns only)
+                  └─ packed points ─ groupBy(survey, objectId)
+                                       └─ state_ttl_days null: streaming aggregation (JVM)
+                                            collect_list(packed points), max_by(context, (mjd, candid))
                                           state_ttl_days set: applyInPandasWithState(curve_updater)
                                             RocksDB state: the curve and the latest alert's context
                             └─ foreachBatch(ObjectsWriter)
@@ -41,9 +43,11 @@ objects: ``applyInPandas`` with a no-op function 2.7 ms of worker CPU per group 
 4.5 ms with the 17 point columns, plus ~1 ms in the JVM; ``transformWithStateInPandas`` adds a
 socket round trip to the JVM's state server per state call: 8-10 ms per object in session 2, and
 0.6 ms per call with a MapState over hash buckets). So the default operator has no Python per
-object: **Spark's streaming aggregation** (``state_ttl_days: null``), ``collect_list`` of each
-point as a struct and ``max_by`` of the alert context over (mjd, candid), merged in the JVM with
-the state in RocksDB; one ``mapInArrow`` call then turns thousands of objects at once into sorted,
+object: **Spark's streaming aggregation** (``state_ttl_days: null``), ``collect_list`` of the
+object's packed points (lenga.packed_points: each reading task packs an object's points into one
+binary value, so the JVM moves a few opaque values per object instead of a struct per point) and
+``max_by`` of the alert context over (mjd, candid), merged in the JVM with the state in RocksDB;
+one ``mapInArrow`` call then turns thousands of objects at once into sorted,
 de-duplicated curve rows (:func:`lenga.aggregate.merge_curves` removes repeated points and decides
 between copies that differ in any bit). A list, not a set: the ingest tables hold each point once
 (keyed appends) and the Delta stream delivers each committed row once, so there is nothing for a
@@ -51,7 +55,9 @@ set to remove, and ``collect_set`` hashes every point in the JVM (1.7 of 11 JVM 
 20,000-alert batch); a copy that still got in (a table rewritten with data changes) would only
 take state space, the curve being de-duplicated anyway. 20,000
 alerts (8,029 objects, 441k points): curves + ``objects`` 84 → 38 CPU-s, 182 → 75 s wall on the
-loaded machine (``python -m lenga.aggregation_bench --no-steps [--state-ttl-days 400]``).
+loaded machine (``python -m lenga.aggregation_bench --no-steps [--state-ttl-days 400]``); on the
+quiet machine, warm, a point struct each 9.5 CPU-s (JVM 6.0), packed points 5.4-5.6 (JVM 1.9-2.1),
+with ObjectHashAggregate kept from falling back to a sort (conf/lenga.yaml).
 
 **State TTL.** Spark's streaming aggregation has no state expiry (its state is evicted only by an
 event-time watermark on a grouping column, which would split a curve at window borders): its
@@ -140,13 +146,13 @@ from lenga.aggregate import (
 from lenga.config import Config, ConfigError
 from lenga.io.lake import DeltaSparkLake, Lake, TableSpec, WriteResult, open_lake
 from lenga.io.session import chained_query
+from lenga.packed_points import ALERTS, DETECTIONS, NON_DETECTIONS, PACKED_SCHEMA
 from lenga.pipeline import TABLE_SPECS, query_app_id
 from lenga.schema import described_field as _field
 from lenga.xmatch.healpix import NO_PIXEL, neighbour_block
 
 MS_PER_DAY = 86_400_000
 NO_DATA_BATCHES_CONF = "spark.sql.streaming.noDataMicroBatches.enabled"
-DETECTIONS, NON_DETECTIONS, ALERTS = "detections", "non_detections", "alerts"
 
 
 def _point_columns(table: str) -> list[str]:
@@ -278,6 +284,18 @@ def point_rows(tables: DataFrame) -> DataFrame:
                          *[F.col(c).cast("double").alias(c) for c in CONTEXT_COLUMNS])
 
 
+def _lenga_reader(spark: SparkSession, lake: Lake, source: type, tables: Sequence[str],
+                  settings: AggregationSettings):
+    """A streaming reader of one of lenga's Python sources over several delta-rs tables
+    (lenga.io.delta_source: offsets, task balancing, the table column)."""
+    spark.dataSource.register(source)
+    reader = (spark.readStream.format(source.name()).option("paths", ",".join(lake.path(name) for name in tables))
+              .option("tableColumn", TABLE_COLUMN).option("tasks", spark.sparkContext.defaultParallelism))
+    if settings.max_versions_per_trigger:
+        reader = reader.option("maxVersionsPerTrigger", settings.max_versions_per_trigger)
+    return reader
+
+
 def lake_stream(spark: SparkSession, lake: Lake, reads: dict[str, list[str]],
                 settings: AggregationSettings) -> DataFrame:
     """Streaming read of the appends of several lake tables (name → the columns read), as one
@@ -298,17 +316,29 @@ def lake_stream(spark: SparkSession, lake: Lake, reads: dict[str, list[str]],
         return tagged_union(streams)
     from lenga.io.delta_source import DeltaDataSource
 
-    spark.dataSource.register(DeltaDataSource)
     fields = {}
     for name, columns in reads.items():
         fields.update({c: specs[name].spark_schema[c] for c in columns if c not in fields})
     schema = StructType([*fields.values(), StructField(TABLE_COLUMN, StringType())])
-    reader = (spark.readStream.format("lenga_delta").schema(schema)
-              .option("paths", ",".join(lake.path(name) for name in reads)).option("tableColumn", TABLE_COLUMN)
-              .option("tasks", spark.sparkContext.defaultParallelism))
-    if settings.max_versions_per_trigger:
-        reader = reader.option("maxVersionsPerTrigger", settings.max_versions_per_trigger)
-    return reader.load()
+    return _lenga_reader(spark, lake, DeltaDataSource, list(reads), settings).schema(schema).load()
+
+
+def packed_point_stream(spark: SparkSession, lake: Lake, settings: AggregationSettings) -> DataFrame:
+    """The appends of the :data:`POINT_READS` tables as packed points
+    (:data:`lenga.packed_points.PACKED_SCHEMA`: per object, its points as one binary value and its
+    latest alert's context). On a delta-rs lake the ``lenga_points`` source packs them in the task
+    that reads the files; with delta-spark one ``mapInArrow`` packs the rows of its sources."""
+    from lenga.packed_points import pack_batches
+
+    if isinstance(lake, DeltaSparkLake):
+        return lake_stream(spark, lake, POINT_READS, settings).mapInArrow(pack_batches, from_arrow_schema(PACKED_SCHEMA))
+    from lenga.io.points_source import PackedPointsSource
+
+    for name in POINT_READS:
+        lake.ensure(TABLE_SPECS[name])
+    columns = list(dict.fromkeys(c for columns in POINT_READS.values() for c in columns))
+    return _lenga_reader(spark, lake, PackedPointsSource, list(POINT_READS), settings).option(
+        "columns", ",".join(columns)).load()
 
 
 def table_stream(spark: SparkSession, lake: Lake, spec: TableSpec, settings: AggregationSettings,
@@ -473,27 +503,25 @@ class ObjectsWriter:
         self.reports.append(report)
 
 
-def aggregation_state(points: DataFrame) -> DataFrame:
-    """Spark's own streaming aggregation (no state TTL): per object, the set of its points and the
-    context of its latest alert, merged in the JVM; ``udfs.aggregate.aggregated_curve_table`` makes
-    them ``CURVES_SCHEMA`` rows (inside :class:`ObjectsWriter`'s pass)."""
-    from udfs.aggregate import ALERT, POINT_STRUCT_ORDER
-
-    is_alert = F.col("kind") == ALERT
-    latest = F.when(is_alert, F.struct("mjd", "candid"))
-    return points.groupBy(*OBJECT_KEY).agg(
-        F.collect_list(F.when(~is_alert, F.struct(*POINT_STRUCT_ORDER))).alias("points"),
-        F.max_by(F.struct(*CONTEXT_COLUMNS), latest).alias("context"))
+def aggregation_state(packed: DataFrame) -> DataFrame:
+    """Spark's own streaming aggregation (no state TTL): per object, the list of its packed points
+    (:func:`packed_point_stream`) and the context of its latest alert, merged in the JVM;
+    ``udfs.aggregate.aggregated_curve_table`` makes them ``CURVES_SCHEMA`` rows (inside
+    :class:`ObjectsWriter`'s pass)."""
+    latest = F.when(F.col("alert_mjd").isNotNull(), F.struct("alert_mjd", "alert_candid"))
+    return packed.groupBy(*OBJECT_KEY).agg(F.collect_list("points").alias("points"),
+                                           F.max_by(F.struct(*CONTEXT_COLUMNS), latest).alias("context"))
 
 
-def stateful_curves(points: DataFrame, ttl_ms: int) -> DataFrame:
-    """Curves kept by ``applyInPandasWithState`` (``udfs.aggregate.curve_updater``), whose
-    processing-time timeout expires objects untouched for ``ttl_ms``."""
+def stateful_curves(packed: DataFrame, ttl_ms: int) -> DataFrame:
+    """Curves kept by ``applyInPandasWithState`` (``udfs.aggregate.curve_updater``) from the packed
+    points of :func:`packed_point_stream`, whose processing-time timeout expires objects untouched
+    for ``ttl_ms``."""
     from pyspark.sql.streaming.state import GroupStateTimeout
 
     from udfs.aggregate import CURVES_SCHEMA, STORED_STATE_SCHEMA, curve_updater
 
-    return points.groupBy(*OBJECT_KEY).applyInPandasWithState(
+    return packed.groupBy(*OBJECT_KEY).applyInPandasWithState(
         curve_updater(ttl_ms), CURVES_SCHEMA, STORED_STATE_SCHEMA, "Update", GroupStateTimeout.ProcessingTimeTimeout)
 
 
@@ -509,10 +537,10 @@ def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
     checkpoint = settings.checkpoint_for(config)
     Path(checkpoint).mkdir(parents=True, exist_ok=True)
     lake.ensure(OBJECTS_SPEC)
-    points = point_rows(lake_stream(spark, lake, POINT_READS, settings))
+    packed = packed_point_stream(spark, lake, settings)
     aggregated = not settings.state_ttl_days
-    rows = (aggregation_state(points) if aggregated
-            else stateful_curves(points, int(settings.state_ttl_days * MS_PER_DAY)))
+    rows = (aggregation_state(packed) if aggregated
+            else stateful_curves(packed, int(settings.state_ttl_days * MS_PER_DAY)))
     writer = ObjectsWriter(lake, checkpoint, config, object_steps(config, lake) if steps is None else steps,
                            aggregated=aggregated)
     builder = chained_query(rows, settings.query_name, writer, checkpoint,

@@ -58,6 +58,7 @@ from lenga.aggregate import (
     merge_curves,
     object_statistics,
 )
+from lenga.packed_points import ALERT, unpack_points
 
 _SPARK_TYPES = {"kind": StringType(), "candid": LongType(), "band": StringType(), "isdiffpos": BooleanType()}
 #: The state of one object: its curve as one array per curve column.
@@ -77,8 +78,6 @@ CURVES_SCHEMA = StructType([StructField("survey", StringType()), StructField("ob
                             *CURVE_STATE_SCHEMA.fields, *[StructField(c, DoubleType()) for c in CONTEXT_COLUMNS]])
 #: Name of the ``objects`` table (its rows are the first of :func:`object_row_batches`).
 OBJECTS_TABLE = "objects"
-#: ``kind`` of the rows carrying an alert's context into the processor (not light-curve points).
-ALERT = "alert"
 
 
 def _restore_candid(frame: pd.DataFrame, candid: np.ndarray) -> pd.DataFrame:
@@ -207,6 +206,19 @@ def touch_object(key: tuple[str, str], stored: tuple | None,
                                              **{c: [v] for c, v in zip(CONTEXT_COLUMNS, context[2:], strict=True)}})
 
 
+def packed_point_rows(packed: pd.DataFrame) -> pd.DataFrame:
+    """Packed rows (lenga.packed_points, as pandas receives them from Spark) → the rows
+    :func:`touch_object` takes: one per point, and one :data:`ALERT` row per packed row that
+    carries an alert's context (its mjd, candid and context columns)."""
+    points = unpack_points(packed["survey"].to_numpy(), packed["objectId"].to_numpy(), packed["points"].tolist())
+    alerts = packed.loc[packed["alert_mjd"].notna()]
+    context = pd.DataFrame({"survey": alerts["survey"], "objectId": alerts["objectId"], "kind": ALERT,
+                            "candid": alerts["alert_candid"].astype(np.int64), "mjd": alerts["alert_mjd"],
+                            **{c: alerts[c] for c in CONTEXT_COLUMNS}})
+    return pd.concat([points, context], ignore_index=True) if len(context) else points.assign(
+        **{c: np.nan for c in CONTEXT_COLUMNS})
+
+
 def curve_updater(ttl_ms: int | None):
     """The ``applyInPandasWithState`` function (state :data:`OBJECT_STATE_SCHEMA`, output
     :data:`CURVES_SCHEMA`): keeps each object's de-duplicated light curve and latest alert context
@@ -224,7 +236,7 @@ def curve_updater(ttl_ms: int | None):
             state.remove()
             return
         frames = list(frames)
-        rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        rows = packed_point_rows(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0])
         stored = pickle.loads(state.get[0]) if state.exists else None
         new_state, curve = touch_object(key, stored, rows)
         state.update((pickle.dumps(new_state, protocol=pickle.HIGHEST_PROTOCOL),))
@@ -244,11 +256,6 @@ def curve_points(table: pa.Table) -> pd.DataFrame:
     data["candid"] = pc.fill_null(data["candid"], NO_CANDID)
     frame = pa.table(data).to_pandas()
     return _restore_candid(frame, frame["candid"].to_numpy(dtype=np.int64))
-
-
-#: Field order of the points the streaming aggregation collects (lenga.aggregation): the sort
-#: order of :func:`lenga.aggregate.merge_curves` first, then the other curve columns.
-POINT_STRUCT_ORDER = ["mjd", "kind", "band", "candid", *[c for c in CURVE_COLUMNS if c not in ("mjd", "kind", "band", "candid")]]
 
 
 def _list_column(values: pa.Array, offsets: np.ndarray) -> pa.ListArray:
@@ -279,8 +286,8 @@ def curve_rows(points: pd.DataFrame, context: pa.Table) -> pa.Table:
 
 
 def aggregated_curve_table(table: pa.Table) -> pa.Table:
-    """Rows of the streaming aggregation (lenga.aggregation: key, the object's ``points`` as an
-    array of structs in :data:`POINT_STRUCT_ORDER`, its latest alert ``context`` struct) →
+    """Rows of the streaming aggregation (lenga.aggregation: key, the object's ``points`` as a list
+    of packed values (lenga.packed_points), its latest alert ``context`` struct) →
     :data:`CURVES_SCHEMA` rows, many objects at once (the aggregation keeps every copy that differs
     in any bit; :func:`lenga.aggregate.merge_curves` decides between them); objects without points
     yet give no row."""
@@ -288,10 +295,8 @@ def aggregated_curve_table(table: pa.Table) -> pa.Table:
     if table.num_rows == 0:
         return to_arrow_schema(CURVES_SCHEMA).empty_table()
     parent = pc.list_parent_indices(table["points"])
-    flat = pc.list_flatten(table["points"])
-    data = {k: pc.take(table[k], parent) for k in OBJECT_KEY}
-    data.update({c: pc.struct_field(flat, c) for c in CURVE_COLUMNS})
-    frame = pa.table(data).to_pandas()
+    frame = unpack_points(*(pc.take(table[k], parent).to_numpy(zero_copy_only=False) for k in OBJECT_KEY),
+                          pc.list_flatten(table["points"]).to_pylist())
     points = _restore_candid(frame, frame["candid"].to_numpy(dtype=np.int64))
     context = pa.table({**{k: table[k] for k in OBJECT_KEY},
                         **{c: pc.struct_field(table["context"], c) for c in CONTEXT_COLUMNS}})
