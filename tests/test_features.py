@@ -194,6 +194,12 @@ def test_too_few_points_give_nan_and_objects_without_enough_are_dropped():
     assert np.isfinite(row["harmonics_amplitude_4_g"]) and np.isfinite(row["sn_rise_time_g"])
 
 
+def test_no_detections_give_no_rows_with_the_schema_columns():
+    """A block of the aggregation's pass may hold no curve with detections (its last few objects)."""
+    out = extract_features(frame("none", "g", np.array([]), np.array([]), np.array([])), None, CONFIG)
+    assert out.empty and list(out.columns) == FEATURE_SCHEMA.names
+
+
 def test_duplicate_times_and_single_point_band_do_not_crash():
     rng = np.random.default_rng(12)
     det, nd, _ = rich_object(rng)

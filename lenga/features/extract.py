@@ -297,8 +297,11 @@ def extract_features(detections: pd.DataFrame, non_detections: pd.DataFrame | No
     and the photometry ``magpsf, sigmapsf`` and/or ``psfFlux, psfFluxErr`` (+ ``isdiffpos``)).
     ``non_detections``: their ``non_detections`` rows, or None. ``context``: optional per-object
     frame with ``objectId`` (and optionally ``survey``) plus ``config.context_columns``.
-    Returns one row per object with the columns of :func:`feature_schema`.
+    Returns one row per object with the columns of :func:`feature_schema` (none for no detections:
+    a block of curves may hold only non-detections, or none long enough).
     """
+    if detections.empty:
+        return feature_schema(config).empty_table().to_pandas()
     prepared = prepare(detections, non_detections, config)
     columns: dict[str, np.ndarray] = {}
     for family in FAMILIES.values():
