@@ -14,17 +14,21 @@ import sys
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter
 
+from lenga.io.class_archive import java_options
+
 KAFKA_PROVIDER_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
 DELTA_CATALOG_CLASS = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 #: The Python worker daemon of local sessions (see its docstring: pyspark imported with cached bytecode).
 LOCAL_DAEMON_MODULE = "lenga.io.worker_daemon"
 
 
-def build_session(app_name: str, spark_conf: dict[str, str] | None = None) -> SparkSession:
+def build_session(app_name: str, spark_conf: dict[str, str] | None = None,
+                  class_archive: bool = True) -> SparkSession:
     """A SparkSession with lenga's defaults, its Python data sources registered.
 
     ``spark_conf`` comes from ``conf/lenga.yaml`` (section ``spark``); a master set by
-    ``spark-submit`` wins over the configured local master.
+    ``spark-submit`` wins over the configured local master. A local session's JVM maps the class
+    archive of :mod:`lenga.io.class_archive` when one exists (``class_archive``: creating one).
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -42,6 +46,9 @@ def build_session(app_name: str, spark_conf: dict[str, str] | None = None) -> Sp
         conf.pop("spark.master", None)
     elif str(conf.get("spark.master", "")).startswith("local"):
         conf.setdefault("spark.python.daemon.module", LOCAL_DAEMON_MODULE)
+        archive = java_options() if class_archive else ""
+        if archive:
+            conf["spark.driver.extraJavaOptions"] = f"{conf.get('spark.driver.extraJavaOptions', '')} {archive}".strip()
     for key, value in conf.items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()

@@ -1,0 +1,36 @@
+"""The JVM class archive of local sessions (lenga.io.class_archive)."""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+
+from lenga.io import class_archive
+
+
+def test_options_name_the_archive_only_once_it_exists(tmp_path, monkeypatch):
+    monkeypatch.setenv("LENGA_JVM_ARCHIVE_DIR", str(tmp_path))
+    path = class_archive.archive_path()
+    assert path.parent == tmp_path and path.suffix == ".jsa"
+    assert class_archive.java_options() == ""
+    path.write_bytes(b"")
+    assert f"-XX:SharedArchiveFile={path}" in class_archive.java_options()
+
+
+def test_the_archive_is_keyed_by_java_and_the_spark_jars(tmp_path, monkeypatch):
+    monkeypatch.setenv("LENGA_JVM_ARCHIVE_DIR", str(tmp_path))
+    path = class_archive.archive_path()
+    java = tmp_path / "jdk" / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text("")
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
+    assert class_archive.archive_path() not in (None, path)
+
+
+def test_the_local_session_jvm_maps_the_archive(spark):
+    """``./spark-submit.sh setup`` (run by .ci/run) writes the archive; the session's JVM uses it."""
+    path = class_archive.archive_path()
+    if path is None or not path.is_file():
+        pytest.skip("no JVM class archive: ./spark-submit.sh setup writes it")
+    jvm = next(p for p in psutil.Process().children(recursive=True) if p.name() == "java")
+    assert str(path) in {m.path for m in jvm.memory_maps(grouped=True)}
