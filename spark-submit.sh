@@ -49,7 +49,31 @@ ensure_venv() {
   "$VENV/bin/python" -m pip install --quiet --no-deps --config-settings editable_mode=compat -e "$ROOT"
   "$VENV/bin/python" -m pip check
   echo "$want" >"$stamp"
+  sitecustomize
   class_archive
+}
+
+# Every Python process Spark starts from this venv (its data-source planners too) imports pyspark
+# from the installed package, with cached bytecode, instead of compiling it from pyspark.zip
+# (lenga/io/worker_daemon.py). Never replaces a sitecustomize that lenga did not write.
+SITECUSTOMIZE_MARK="# written by lenga's spark-submit.sh"
+sitecustomize() {
+  local site target
+  site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  target="$site/sitecustomize.py"
+  if [[ -f "$target" ]] && ! grep -qF "$SITECUSTOMIZE_MARK" "$target"; then
+    log "$target exists and is not lenga's: left as it is (pyspark's planners compile from pyspark.zip)"
+    return
+  fi
+  cat >"$target" <<PY
+$SITECUSTOMIZE_MARK: lenga.io.worker_daemon.use_installed_pyspark
+try:
+    from lenga.io.worker_daemon import use_installed_pyspark
+except ImportError:  # lenga not installed (yet) in this venv
+    pass
+else:
+    use_installed_pyspark()
+PY
 }
 
 # The local Spark JVM's class archive (lenga/io/class_archive.py: sessions start ~2 s sooner).
@@ -79,7 +103,7 @@ main() {
   export PATH="$VENV/bin:$PATH"
 
   case "$job" in
-    setup) class_archive; log "venv ready: $VENV"; return ;;
+    setup) sitecustomize; class_archive; log "venv ready: $VENV"; return ;;
     test) cd "$ROOT" && exec "$VENV/bin/python" -m pytest "$@" ;;
     bench) job=benchmark ;;
   esac

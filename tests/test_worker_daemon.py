@@ -45,3 +45,38 @@ def test_reused_workers_collect_only_the_young_generations_between_tasks(spark):
         yield type(sys.modules["pyspark.daemon"].gc).__name__
 
     assert spark.sparkContext.parallelize([0], 1).mapPartitions(collector).collect() == ["YoungGenerationsGC"]
+
+
+def test_data_source_planners_import_the_installed_pyspark(spark):
+    """Spark starts its data-source planners with the stock daemon, pyspark.zip first on their path:
+    the venv's sitecustomize (./spark-submit.sh setup) moves it behind the installed package."""
+    from dataclasses import dataclass
+
+    from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
+
+    @dataclass
+    class Origin(InputPartition):
+        path: str
+
+    class OriginReader(DataSourceReader):
+        def partitions(self):  # runs in the planning process (pyspark.sql.worker.plan_data_source_read)
+            import pyspark as planner_pyspark
+
+            return [Origin(os.path.dirname(planner_pyspark.__file__))]
+
+        def read(self, partition):
+            yield (partition.path,)
+
+    class OriginSource(DataSource):
+        @classmethod
+        def name(cls):
+            return "lenga_test_pyspark_origin"
+
+        def schema(self):
+            return "path string"
+
+        def reader(self, schema):
+            return OriginReader()
+
+    spark.dataSource.register(OriginSource)
+    assert [row.path for row in spark.read.format("lenga_test_pyspark_origin").load().collect()] == [str(INSTALLED)]
