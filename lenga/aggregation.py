@@ -145,7 +145,7 @@ from lenga.aggregate import (
 )
 from lenga.config import Config, ConfigError
 from lenga.io.lake import DeltaSparkLake, Lake, TableSpec, WriteResult, open_lake
-from lenga.io.session import chained_query
+from lenga.io.session import chained_query, start_in_pool
 from lenga.packed_points import ALERTS, DETECTIONS, NON_DETECTIONS, PACKED_SCHEMA
 from lenga.pipeline import TABLE_SPECS, query_app_id
 from lenga.schema import described_field as _field
@@ -552,7 +552,7 @@ def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
     previous = spark.conf.get(NO_DATA_BATCHES_CONF, None)
     spark.conf.set(NO_DATA_BATCHES_CONF, "false")
     try:
-        query = builder.start()
+        query = start_in_pool(builder, "aggregation")
     finally:
         if previous is None:
             spark.conf.unset(NO_DATA_BATCHES_CONF)

@@ -111,7 +111,7 @@ from lenga.io.delta_source import table_arrow_schema
 from lenga.io.kafka import create_topics
 from lenga.io.kafka_sink import KafkaSinkWriter
 from lenga.io.lake import Lake, TableSpec, open_lake
-from lenga.io.session import chained_query
+from lenga.io.session import chained_query, start_in_pool
 from lenga.pipeline import TABLE_SPECS
 from lenga.schema import ALERTS
 
@@ -590,7 +590,7 @@ def start_distribution(spark: SparkSession, config: Config, lake: Lake,
     alerts = table_stream(spark, lake, TABLE_SPECS["alerts"], settings, columns=ALERT_COLUMNS)
     builder = chained_query(alerts, settings.query_name, writer, checkpoint,
                             settings.trigger or config.stream.trigger, config.stream.processing_time)
-    return builder.start(), writer
+    return start_in_pool(builder, "distribution"), writer
 
 
 @dataclass

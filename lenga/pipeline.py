@@ -47,7 +47,7 @@ from lenga.config import Config, SourceConfig
 from lenga.decode import STAGE as DECODE_STAGE
 from lenga.io.checkpoint import query_app_id
 from lenga.io.lake import Lake, TableSpec, WriteResult, remove_staging, staging_dir
-from lenga.io.session import chained_query, kafka_format
+from lenga.io.session import chained_query, kafka_format, start_in_pool
 from lenga.schema import PARTITION_COLUMN
 
 # Each alert and each quarantined message is one Kafka record: its coordinates identify the row.
@@ -309,4 +309,4 @@ def start_stream(spark: SparkSession, config: Config, lake: Lake,
     raw = read_alert_stream(spark, config.source, ingest_into)
     builder = chained_query(raw, stream.query_name, writer, stream.checkpoint, stream.trigger,
                             stream.processing_time)
-    return builder.start(), writer
+    return start_in_pool(builder, "ingest"), writer

@@ -12,14 +12,18 @@ import os
 import sys
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.streaming import DataStreamWriter
+from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
+from lenga.config import PROJECT_ROOT
 from lenga.io.class_archive import java_options
 
 KAFKA_PROVIDER_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
 DELTA_CATALOG_CLASS = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 #: The Python worker daemon of local sessions (see its docstring: pyspark imported with cached bytecode).
 LOCAL_DAEMON_MODULE = "lenga.io.worker_daemon"
+#: The scheduler pools file (conf/fairscheduler.xml) and the local property naming a job's pool.
+POOLS_FILE_CONF = "spark.scheduler.allocation.file"
+POOL_PROPERTY = "spark.scheduler.pool"
 
 
 def build_session(app_name: str, spark_conf: dict[str, str] | None = None,
@@ -41,6 +45,9 @@ def build_session(app_name: str, spark_conf: dict[str, str] | None = None,
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         **(spark_conf or {}),
     }
+    pools = conf.get(POOLS_FILE_CONF)
+    if pools and not os.path.isabs(pools):
+        conf[POOLS_FILE_CONF] = str(PROJECT_ROOT / pools)
     if "PYSPARK_GATEWAY_PORT" in os.environ:
         # Launched by spark-submit: its --master and --conf already configured the JVM.
         conf.pop("spark.master", None)
@@ -106,3 +113,16 @@ def chained_query(df: DataFrame, name: str, writer, checkpoint: str, trigger: st
     if trigger == "available_now":
         return builder.trigger(availableNow=True)
     return builder.trigger(processingTime=processing_time)
+
+
+def start_in_pool(builder: DataStreamWriter, pool: str) -> StreamingQuery:
+    """Start a streaming query whose jobs run in the scheduler pool ``pool`` (conf/fairscheduler.xml:
+    ``ingest``, ``aggregation``, ``distribution``): the query's thread inherits the local property
+    set here, on the starting thread, for the time of the start."""
+    context = SparkSession.active().sparkContext
+    previous = context.getLocalProperty(POOL_PROPERTY)
+    context.setLocalProperty(POOL_PROPERTY, pool)
+    try:
+        return builder.start()
+    finally:
+        context.setLocalProperty(POOL_PROPERTY, previous)
