@@ -19,6 +19,11 @@ Stages, each measured on the same messages:
                       alerts over the query's wall time; ``core_tables_alone`` in the JSON also
                       has the rate over its micro-batches alone (``batches_alerts_per_s``, without
                       the query's start), latencies and peak RSS/PSS (issue 2's memory target)
+- ``core_tables_beside_aggregation``  the same fresh-process query while the aggregation query
+                      (curves → ``objects``, on a processing-time trigger) runs beside it in the
+                      same application, on the same cores: issue 3's "aggregation does not slow the
+                      ingest path"; its JSON object adds the aggregation's catch-up time after the
+                      ingest drained the topic
 - ``end_to_end``      the ingest query from start to drained topic (the headline ``alerts_per_s``;
                       includes its enrichment steps: the stamp classifier, the cross-match when a
                       catalog is ingested)
@@ -53,6 +58,7 @@ lenga.monitor); ``*_full_pipeline_mb`` the same over the three queries. Numbers 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import multiprocessing
 import shutil
@@ -63,7 +69,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lenga.aggregation import run_aggregation
+from lenga.aggregation import OBJECTS_SPEC, AggregationSettings, run_aggregation, start_aggregation
 from lenga.config import add_config_arguments, load_config
 from lenga.decode import decode_record_batch
 from lenga.distribute import run_distribution
@@ -74,6 +80,7 @@ from lenga.io.lake import open_lake
 from lenga.io.session import build_session
 from lenga.lc_classifier.bench import measure as measure_lc_classifier
 from lenga.monitor import PeakRSS, Stopwatch, emit_report
+from lenga.pipeline import TABLE_SPECS
 from lenga.runner import run_stream
 from lenga.sim.catalog import ingest_demo_catalog
 from lenga.sim.night import SimConfig, simulate
@@ -138,13 +145,8 @@ def produce_workload(n: int, surveys: str, seed: int, topics: dict[str, str], bo
     return {"stages": stages, "published": published, "mean_alert_kb": mean_kb, "sim": sim}
 
 
-def core_tables_alone(conf, overrides: list[str], settings: dict, bootstrap: str) -> dict:
-    """Kafka → the four tables with no step, in this (fresh, spawned) process: its own Spark JVM and
-    Python workers, so the wall time includes their start and the memory is theirs alone."""
-    config = load_config(conf, overrides, settings)
-    config.source.kafka.bootstrap_servers = bootstrap
-    with PeakRSS() as memory:
-        summary = run_stream(config, app_name="lenga-bench-core-tables", steps=[])
+def query_report(summary, memory: PeakRSS) -> dict:
+    """A benchmark query run in a fresh process: its rates, latencies and the process tree's memory."""
     batches_s = sum(b.seconds for b in summary.batches)
     return {"alerts": summary.alerts_in, "wall_s": round(summary.wall_s, 2),
             "alerts_per_s": round(summary.alerts_per_s, 1), "micro_batches": len(summary.batches),
@@ -154,6 +156,46 @@ def core_tables_alone(conf, overrides: list[str], settings: dict, bootstrap: str
             "latency_p50_s": round(summary.latency(0.5), 2), "latency_p95_s": round(summary.latency(0.95), 2),
             "peak_rss_mb": round(memory.peak_mb, 1), "peak_rss_breakdown_mb": memory.breakdown_mb(),
             "peak_pss_mb": round(memory.peak_pss_mb, 1)}
+
+
+def core_tables_alone(conf, overrides: list[str], settings: dict, bootstrap: str) -> dict:
+    """Kafka → the four tables with no step, in this (fresh, spawned) process: its own Spark JVM and
+    Python workers, so the wall time includes their start and the memory is theirs alone."""
+    config = load_config(conf, overrides, settings)
+    config.source.kafka.bootstrap_servers = bootstrap
+    with PeakRSS() as memory:
+        summary = run_stream(config, app_name="lenga-bench-core-tables", steps=[])
+    return query_report(summary, memory)
+
+
+def core_tables_beside_aggregation(conf, overrides: list[str], settings: dict, bootstrap: str) -> dict:
+    """Issue 3's target, measured as it reads: the ingest path (Kafka → the four tables, no step)
+    while the aggregation query (curves → ``objects``; its object steps, features and classes,
+    are measured by ``aggregation``) runs beside it, on a processing-time trigger, in the same
+    application and on the same cores. Fresh process, cold start included as in
+    :func:`core_tables_alone`. ``aggregation_catch_up_s``: how long the aggregation still ran
+    after the ingest had drained the topic (up to one trigger interval of waiting, then its last
+    batches); ``aggregation_batches_s``: the wall time of all its micro-batches."""
+    config = load_config(conf, overrides, settings)
+    config.source.kafka.bootstrap_servers = bootstrap
+    with PeakRSS() as memory:
+        spark = build_session("lenga-bench-beside-aggregation", config.spark)
+        lake = open_lake(spark, config.lake.root, config.lake.backend)
+        for spec in TABLE_SPECS.values():  # the aggregation's sources must exist before the ingest's first commit
+            lake.ensure(spec)
+        aggregation_settings = dataclasses.replace(AggregationSettings.from_config(config), trigger="processing_time")
+        aggregation, objects_writer = start_aggregation(spark, config, lake, aggregation_settings, steps=[])
+        try:
+            summary = run_stream(config, spark=spark, steps=[])
+            with Stopwatch() as catch_up:
+                aggregation.processAllAvailable()
+        finally:
+            aggregation.stop()
+    report = query_report(summary, memory)
+    report.update(aggregation_catch_up_s=round(catch_up.seconds, 2), aggregation_micro_batches=len(objects_writer.reports),
+                  aggregation_batches_s=round(sum(b.seconds for b in objects_writer.reports), 2),
+                  objects=lake.count(OBJECTS_SPEC.name))
+    return report
 
 
 def kafka_read_rate(spark, config, n: int) -> float:
@@ -200,9 +242,14 @@ def main(argv=None) -> None:
                 core_alone = pool.submit(core_tables_alone, args.conf, args.overrides,
                                          run_settings(workdir, args.batch, "core_tables_alone"),
                                          broker.bootstrap_servers).result()
-            if core_alone["alerts"] != published:
-                raise RuntimeError(f"the core-tables query took {core_alone['alerts']} alerts, expected {published}")
-            stages["core_tables_alone"] = core_alone["alerts_per_s"]
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                beside = pool.submit(core_tables_beside_aggregation, args.conf, args.overrides,
+                                     run_settings(workdir, args.batch, "core_tables_beside_aggregation"),
+                                     broker.bootstrap_servers).result()
+            for name, report in (("core_tables_alone", core_alone), ("core_tables_beside_aggregation", beside)):
+                if report["alerts"] != published:
+                    raise RuntimeError(f"{name} took {report['alerts']} alerts, expected {published}")
+                stages[name] = report["alerts_per_s"]
             config.source.kafka.bootstrap_servers = broker.bootstrap_servers
 
             spark = build_session("lenga-bench", config.spark)
@@ -262,6 +309,7 @@ def main(argv=None) -> None:
             "peak_pss_mb": round(memory.peak_pss_mb, 1),
             "peak_rss_full_pipeline_mb": round(pipeline_memory.peak_mb, 1),
             "core_tables_alone": core_alone,
+            "core_tables_beside_aggregation": beside,
             "peak_pss_full_pipeline_mb": round(pipeline_memory.peak_pss_mb, 1),
             "rows": summary.table_rows,
             "xmatch": xmatch,
