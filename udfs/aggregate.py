@@ -58,7 +58,7 @@ from lenga.aggregate import (
     merge_curves,
     object_statistics,
 )
-from lenga.packed_points import ALERT, unpack_points
+from lenga.packed_points import ALERT, table_blocks, unpack_points
 
 _SPARK_TYPES = {"kind": StringType(), "candid": LongType(), "band": StringType(), "isdiffpos": BooleanType()}
 #: The state of one object: its curve as one array per curve column.
@@ -341,20 +341,6 @@ def statistics_batches(schema_bytes: bytes):
 PASS_BLOCK_CURVES = 2000
 
 
-def _blocks(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
-    """Non-empty Arrow batches regrouped into tables of at least ``size`` rows (the last smaller)."""
-    pending, rows = [], 0
-    for batch in batches:
-        if batch.num_rows:
-            pending.append(batch)
-            rows += batch.num_rows
-        if rows >= size:
-            yield pa.Table.from_batches(pending)
-            pending, rows = [], 0
-    if pending:
-        yield pa.Table.from_batches(pending)
-
-
 def _tagged(rows: pa.Table, name: str, schema: pa.Schema) -> pa.RecordBatch:
     """``rows`` of table ``name`` as one column of structs of the pass schema, the others null."""
     columns = [rows.to_struct_array().combine_chunks() if field.name == name
@@ -378,7 +364,7 @@ def object_row_batches(objects_schema: pa.Schema, functions: list[tuple[str, pa.
 
     def compute(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         schema = pass_schema(objects_schema, [(name, rows) for name, rows, _ in functions])
-        for curves in _blocks(batches, PASS_BLOCK_CURVES):
+        for curves in table_blocks(batches, PASS_BLOCK_CURVES):
             if aggregated:
                 curves = aggregated_curve_table(curves)
             if curves.num_rows == 0:
