@@ -55,7 +55,7 @@ ensure_venv() {
 
 # Every Python process Spark starts from this venv (its data-source planners too) imports pyspark
 # from the installed package, with cached bytecode, instead of compiling it from pyspark.zip
-# (lenga/io/worker_daemon.py). Never replaces a sitecustomize that lenga did not write.
+# (lenga/io/pyspark_path.py). Never replaces a sitecustomize that lenga did not write.
 SITECUSTOMIZE_MARK="# written by lenga's spark-submit.sh"
 sitecustomize() {
   local site target
@@ -66,9 +66,9 @@ sitecustomize() {
     return
   fi
   cat >"$target" <<PY
-$SITECUSTOMIZE_MARK: lenga.io.worker_daemon.use_installed_pyspark
+$SITECUSTOMIZE_MARK: lenga.io.pyspark_path.use_installed_pyspark
 try:
-    from lenga.io.worker_daemon import use_installed_pyspark
+    from lenga.io.pyspark_path import use_installed_pyspark
 except ImportError:  # lenga not installed (yet) in this venv
     pass
 else:

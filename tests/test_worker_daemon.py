@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyspark
 
-from lenga.io.worker_daemon import prefer_installed_pyspark
+from lenga.io.pyspark_path import prefer_installed_pyspark
 
 INSTALLED = Path(pyspark.__file__).parent
 
