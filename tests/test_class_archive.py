@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import psutil
 import pytest
 
@@ -15,6 +17,19 @@ def test_options_name_the_archive_only_once_it_exists(tmp_path, monkeypatch):
     assert class_archive.java_options() == ""
     path.write_bytes(b"")
     assert f"-XX:SharedArchiveFile={path}" in class_archive.java_options()
+
+
+def test_a_reinstalled_jar_needs_a_new_archive(tmp_path, monkeypatch):
+    """The JVM ignores an archive dumped from other copies of the same jar paths (a reinstalled venv)."""
+    monkeypatch.setenv("LENGA_JVM_ARCHIVE_DIR", str(tmp_path))
+    jars = tmp_path / "spark" / "jars"
+    jars.mkdir(parents=True)
+    jar = jars / "spark-core.jar"
+    jar.write_bytes(b"one")
+    monkeypatch.setattr(class_archive, "_spark_jars", lambda: jars)
+    first = class_archive.archive_path()
+    os.utime(jar, ns=(1, 1))
+    assert class_archive.archive_path() != first
 
 
 def test_the_archive_is_keyed_by_java_and_the_spark_jars(tmp_path, monkeypatch):

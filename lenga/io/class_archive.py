@@ -13,8 +13,10 @@ session with ``-XX:ArchiveClassesAtExit``, runs a small workload of lenga's own 
 through the ingest and aggregation queries, from files), lets its JVM exit, checks that a JVM
 starts with the archive and moves it to :func:`archive_path`. :func:`java_options` then gives
 ``build_session`` the options that use it, for local masters only (cluster executors are other
-JVMs). The archive is keyed by the java binary and pyspark's jars, so a new JDK or pyspark never
-meets an old archive (a truncated archive crashes the JVM; a mismatched one is ignored by it).
+JVMs). The archive is keyed by the java binary and pyspark's jar files (names, sizes, times), so a
+new JDK or a reinstalled pyspark never meets an old archive (a truncated archive crashes the JVM; a
+mismatched one is silently ignored by it, which tests/test_class_archive.py would notice); creating
+one removes the archive of the same jars directory's earlier install.
 """
 
 from __future__ import annotations
@@ -57,9 +59,22 @@ def archive_path() -> Path | None:
     if java is None:
         return None
     jars = _spark_jars()
-    key = "\n".join([str(java), str(java.stat().st_mtime_ns), pyspark.__version__, str(jars),
-                     *sorted(p.name for p in jars.glob("*.jar"))])
+    # The JVM uses an archive only with the very jar files it was dumped from (it checks their
+    # sizes and times): a reinstalled venv, same paths, needs a new one.
+    stamps = [f"{p.name} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in sorted(jars.glob("*.jar"))]
+    key = "\n".join([str(java), str(java.stat().st_mtime_ns), pyspark.__version__, str(jars), *stamps])
     return archive_dir() / f"spark-driver-{hashlib.sha1(key.encode()).hexdigest()[:16]}.jsa"
+
+
+def _remove_replaced(path: Path) -> None:
+    """Remove the archives of earlier installs of the same jars directory (~170 MB each), named by
+    the ``.jars`` file beside each archive; other venvs' archives stay."""
+    jars = str(_spark_jars())
+    for other in path.parent.glob("spark-driver-*.jsa"):
+        source = other.with_suffix(".jars")
+        if other != path and source.is_file() and source.read_text() == jars:
+            other.unlink(missing_ok=True)
+            source.unlink(missing_ok=True)
 
 
 def java_options() -> str:
@@ -110,7 +125,9 @@ def create(path: Path) -> Path:
                                capture_output=True, text=True)
         if check.returncode != 0 or not dump.is_file():
             raise RuntimeError(f"lenga: the JVM class archive could not be written or used: {check.stderr[-500:]}")
+        path.with_suffix(".jars").write_text(str(_spark_jars()))
         os.replace(dump, path)
+        _remove_replaced(path)
     finally:
         dump.unlink(missing_ok=True)
     return path
