@@ -86,19 +86,18 @@ def _records(points: pa.Table) -> np.ndarray:
     return records
 
 
-def _group_starts(keys: pa.Table) -> np.ndarray:
-    """Start of each run of equal (survey, objectId) in key-sorted rows."""
-    survey = keys["survey"].to_numpy(zero_copy_only=False)
-    object_id = keys["objectId"].to_numpy(zero_copy_only=False)
+def key_run_starts(survey: np.ndarray, object_id: np.ndarray) -> np.ndarray:
+    """Start of each run of equal (survey, objectId) in key-sorted rows (none for no rows)."""
     change = (survey[1:] != survey[:-1]) | (object_id[1:] != object_id[:-1])
-    return np.flatnonzero(np.r_[True, change])
+    return np.flatnonzero(np.r_[len(survey) > 0, change])
+
+
+def _group_starts(keys: pa.Table) -> np.ndarray:
+    return key_run_starts(*(keys[k].to_numpy(zero_copy_only=False) for k in OBJECT_KEY))
 
 
 def _packed_points(points: pa.Table) -> pa.Table:
     """Per object of ``points``: its key and all its points as one binary value."""
-    if points.num_rows == 0:
-        return pa.table({"survey": pa.array([], pa.string()), "objectId": pa.array([], pa.string()),
-                         "points": pa.array([], pa.binary())})
     points = points.take(pc.sort_indices(points, [("survey", "ascending"), ("objectId", "ascending")]))
     records = _records(points)
     starts = _group_starts(points)
@@ -113,7 +112,7 @@ def _latest_contexts(alerts: pa.Table) -> pa.Table:
     order = [("survey", "ascending"), ("objectId", "ascending"), ("mjd", "descending", "at_end"),
              ("candid", "descending", "at_end")]
     alerts = alerts.take(pc.sort_indices(alerts, order))
-    latest = alerts.take(_group_starts(alerts)) if alerts.num_rows else alerts
+    latest = alerts.take(_group_starts(alerts))
     return pa.table({"survey": latest["survey"], "objectId": latest["objectId"],
                      "alert_mjd": latest["mjd"].cast(pa.float64()), "alert_candid": latest["candid"].cast(pa.int64()),
                      **{c: latest[c].cast(pa.float64()) for c in CONTEXT_COLUMNS}})

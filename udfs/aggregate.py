@@ -58,7 +58,7 @@ from lenga.aggregate import (
     merge_curves,
     object_statistics,
 )
-from lenga.packed_points import ALERT, table_blocks, unpack_points
+from lenga.packed_points import ALERT, key_run_starts, table_blocks, unpack_points
 
 _SPARK_TYPES = {"kind": StringType(), "candid": LongType(), "band": StringType(), "isdiffpos": BooleanType()}
 #: The state of one object: its curve as one array per curve column.
@@ -269,8 +269,7 @@ def curve_rows(points: pd.DataFrame, context: pa.Table) -> pa.Table:
     :data:`CONTEXT_COLUMNS`, one row per object)."""
     curve = merge_curves(points)
     survey, object_id = curve["survey"].to_numpy(), curve["objectId"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, (survey[1:] != survey[:-1]) | (object_id[1:] != object_id[:-1])]) \
-        if len(curve) else np.empty(0, dtype=np.int64)
+    starts = key_run_starts(survey, object_id)
     offsets = np.r_[starts, len(curve)]
     arrow = to_arrow_schema(CURVES_SCHEMA)
     columns = {"survey": pa.array(survey[starts], pa.string()), "objectId": pa.array(object_id[starts], pa.string())}
