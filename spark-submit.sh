@@ -50,7 +50,7 @@ ensure_venv() {
   "$VENV/bin/python" -m pip check
   echo "$want" >"$stamp"
   sitecustomize
-  class_archive
+  jvm_archive
 }
 
 # Every Python process Spark starts from this venv (its data-source planners too) imports pyspark
@@ -76,10 +76,10 @@ else:
 PY
 }
 
-# The local Spark JVM's class archive (lenga/io/class_archive.py: sessions start ~2 s sooner).
+# The local Spark JVM's class archive (lenga/io/jvm_archive.py: sessions start ~2 s sooner).
 # Best effort: without it the jobs run the same, only slower to start.
-class_archive() {
-  "$VENV/bin/python" -m lenga.io.class_archive || log "no JVM class archive (jobs start slower)"
+jvm_archive() {
+  "$VENV/bin/python" "$ROOT/jobs/jvm_archive.py" || log "no JVM class archive (jobs start slower)"
 }
 
 main() {
@@ -103,7 +103,7 @@ main() {
   export PATH="$VENV/bin:$PATH"
 
   case "$job" in
-    setup) sitecustomize; class_archive; log "venv ready: $VENV"; return ;;
+    setup) sitecustomize; jvm_archive; log "venv ready: $VENV"; return ;;
     test) cd "$ROOT" && exec "$VENV/bin/python" -m pytest "$@" ;;
     bench) job=benchmark ;;
   esac

@@ -1,11 +1,11 @@
 """The aggregation job: the lake's detections and non-detections → per-object light curves → ``objects``,
-then the object steps (``features``; see lenga.aggregation.object_steps).
+then the object steps (``features``; see lenga.stream.aggregate.default_steps).
 
     ./spark-submit.sh aggregate [--lake DIR] [--checkpoint DIR] [--trigger processing_time]
     ./spark-submit.sh aggregate --checkpoint NEW_DIR      after losing the state: replays the lake
 
 Runs beside (``--trigger processing_time``) or after (default: available_now) the ingest job; see
-lenga.aggregation for the design. Everything else comes from conf/lenga.yaml (feature settings:
+lenga.stream.aggregate for the design. Everything else comes from conf/lenga.yaml (feature settings:
 conf/features.yaml, overridable with ``--set features.<key>=<value>``).
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from lenga.aggregation import AggregationSettings, run_aggregation
 from lenga.config import add_config_arguments, load_config
+from lenga.stream.aggregate import AggregationSettings, run_aggregation
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -42,17 +42,17 @@ Stages, each measured on the same messages:
                       run one after the other (on a cluster they run side by side)
 
 ``components`` times science stages alone, outside Spark (``--no-components`` skips them):
-``features`` (lenga.features.benchmark: curves/s, per-family CPU share, 2 processes),
+``features`` (lenga.bench.features: curves/s, per-family CPU share, 2 processes),
 ``lc_classifier`` (objects/s, features excluded), ``stamp_classifier`` (stamps/s).
 
-``xmatch`` reports the cross-match stage on its own (``lenga.xmatch.bench.measure``): new objects
+``xmatch`` reports the cross-match stage on its own (``lenga.bench.xmatch.measure``): new objects
 of 20,000-alert batches against generated catalogs of 10^6 (broadcast) and 10^7 (partitioned) rows.
 
 ``latency_p50_s``/``latency_p95_s`` are per micro-batch (read, decode, all four commits, steps);
 ``peak_rss_mb`` is the peak of the summed resident memory of the driver Python, the JVM and every
 Python worker during the ingest run, ``peak_pss_mb`` the peak of their summed proportional memory
 (pages shared between PySpark's forked workers counted once: the memory really occupied, see
-lenga.monitor); ``*_full_pipeline_mb`` the same over the three queries. Numbers are alerts/s unless named otherwise.
+lenga.bench.monitor); ``*_full_pipeline_mb`` the same over the three queries. Numbers are alerts/s unless named otherwise.
 """
 
 from __future__ import annotations
@@ -69,23 +69,23 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lenga.aggregation import OBJECTS_SPEC, AggregationSettings, run_aggregation, start_aggregation
+from lenga.bench.features import measure as measure_features
+from lenga.bench.lc_classifier import measure as measure_lc_classifier
+from lenga.bench.monitor import PeakRSS, Stopwatch, emit_report
+from lenga.bench.stamps import measure as measure_stamps
+from lenga.bench.xmatch import measure as measure_xmatch
 from lenga.config import add_config_arguments, load_config
 from lenga.decode import decode_record_batch
-from lenga.distribute import run_distribution
-from lenga.features.benchmark import measure as measure_features
 from lenga.io.broker import EmbeddedBroker
 from lenga.io.kafka import create_topics, publish
 from lenga.io.lake import open_lake
 from lenga.io.session import build_session
-from lenga.lc_classifier.bench import measure as measure_lc_classifier
-from lenga.monitor import PeakRSS, Stopwatch, emit_report
-from lenga.pipeline import TABLE_SPECS
-from lenga.runner import run_stream
-from lenga.sim.catalog import ingest_demo_catalog
 from lenga.sim.night import SimConfig, simulate
-from lenga.stamps.bench import measure as measure_stamps
-from lenga.xmatch.bench import measure as measure_xmatch
+from lenga.stream.aggregate import OBJECTS_SPEC, AggregationSettings, run_aggregation, start_aggregation
+from lenga.stream.catalogs import ingest_demo_catalog
+from lenga.stream.distribute import run_distribution
+from lenga.stream.ingest import read_alert_stream, run_stream
+from lenga.tables import TABLE_SPECS
 
 # Simulated objects produce about this many alerts each over the benchmark's nights.
 ALERTS_PER_OBJECT_GUESS = 3
@@ -200,7 +200,6 @@ def core_tables_beside_aggregation(conf, overrides: list[str], settings: dict, b
 
 def kafka_read_rate(spark, config, n: int) -> float:
     """Spark reading the whole topic (no decode, no write): the source's own ceiling."""
-    from lenga.pipeline import read_alert_stream
 
     counts: list[int] = []
     with tempfile.TemporaryDirectory() as checkpoint, Stopwatch() as watch:

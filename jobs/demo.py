@@ -18,16 +18,16 @@ import argparse
 import time
 from pathlib import Path
 
-from lenga.aggregation import run_aggregation
 from lenga.config import add_config_arguments, load_config
-from lenga.distribute import run_distribution
 from lenga.io.broker import EmbeddedBroker
 from lenga.io.kafka import create_topics, publish
 from lenga.io.lake import open_lake
 from lenga.io.session import build_session
-from lenga.runner import print_summary, run_stream
-from lenga.sim.catalog import ingest_demo_catalog
 from lenga.sim.night import SimConfig, expected_counts, simulate
+from lenga.stream.aggregate import run_aggregation
+from lenga.stream.catalogs import ingest_demo_catalog
+from lenga.stream.distribute import run_distribution
+from lenga.stream.ingest import print_summary, run_stream
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -5,7 +5,7 @@
 
 Runs beside (``--trigger processing_time``) or after (default: stream.trigger) the ingest and
 aggregation jobs; edit the filters file while it runs and the next micro-batch uses it. See
-lenga.distribute for the design and lenga/filters/schemas/ for the output schemas.
+lenga.stream.distribute for the design and lenga/filters/schemas/ for the output schemas.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import argparse
 import dataclasses
 
 from lenga.config import add_config_arguments, load_config
-from lenga.distribute import run_distribution
 from lenga.filters.config import FilterSettings
+from lenga.stream.distribute import run_distribution
 
 
 def parse_args(argv=None) -> argparse.Namespace:

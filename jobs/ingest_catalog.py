@@ -26,9 +26,8 @@ import sys
 from lenga.config import add_config_arguments, load_config
 from lenga.io.lake import open_lake
 from lenga.io.session import build_session
-from lenga.xmatch.catalog import CatalogSpec, load_catalog_specs
-from lenga.xmatch.step import DEFAULT_CATALOGS_FILE
-from lenga.xmatch.store import IngestResult, ingest_catalog
+from lenga.stream.catalogs import IngestResult, ingest_catalog
+from lenga.xmatch.catalog import DEFAULT_CATALOGS_FILE, CatalogSpec, load_catalog_specs
 
 # Command-line options of an ad-hoc catalog, by CatalogSpec field.
 AD_HOC = {"path": str, "format": str, "ra_column": str, "dec_column": str, "id_column": str, "radius": float,

@@ -6,7 +6,7 @@
     ./spark-submit.sh reclassify --nights 20250510 --set lc_classifier.model_dir=models/lc_classifier_v2
 
 Rebuilds the selected objects' light curves from the lake, recomputes their features and both
-classifiers with the models the configuration names, and appends the new rows (lenga.reclassify).
+classifiers with the models the configuration names, and appends the new rows (lenga.stream.reclassify).
 Re-running it writes nothing new; a new model version appears beside the old rows.
 """
 
@@ -17,7 +17,7 @@ import argparse
 from lenga.config import add_config_arguments, load_config
 from lenga.io.session import build_session
 from lenga.night import night_range
-from lenga.reclassify import reclassify
+from lenga.stream.reclassify import reclassify
 
 
 def parse_object(text: str) -> tuple[str, str]:

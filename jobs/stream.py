@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from lenga.config import add_config_arguments, load_config
-from lenga.runner import print_summary, run_stream
+from lenga.stream.ingest import print_summary, run_stream
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -3,7 +3,8 @@
 lenga stores both representations of a difference-image measurement: ZTF ships magnitudes
 (``magpsf``/``sigmapsf`` of the absolute difference flux plus the sign ``isdiffpos``), LSST ships
 fluxes in nJy (``psfFlux``/``psfFluxErr``, signed). Classifiers want one or the other, so every
-detection carries both, derived with the functions below.
+detection carries both, derived with the functions below; features take whichever a detection
+has (:func:`magnitudes` for variability families, :func:`difference_flux` for supernova fits).
 
 AB system (Oke & Gunn 1983, ApJ 266, 713): m_AB = -2.5 log10(f / 3631 Jy). With f in nJy,
 -2.5 log10(1e-9 / 3631) = 31.4000 (to 4 decimals), hence ``m = -2.5 log10(f_nJy) + 31.4``, the
@@ -87,3 +88,23 @@ def zeropoint_flux_to_njy(flux, zeropoint) -> np.ndarray:
     2023, arXiv:2305.16279, sect. 6). Errors convert with the same factor.
     """
     return _as_float(flux) * np.power(10.0, -0.4 * (_as_float(zeropoint) - AB_ZEROPOINT_NJY))
+
+
+def magnitudes(magpsf: np.ndarray, sigmapsf: np.ndarray, flux: np.ndarray, flux_err: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Magnitude and error: ``magpsf`` where given, else from a positive ``psfFlux`` (NaN otherwise)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        from_flux = np.where(flux > 0, AB_ZEROPOINT_NJY - 2.5 * np.log10(flux), np.nan)
+        from_flux_err = np.where(flux > 0, MAG_ERR_PER_REL_FLUX * flux_err / flux, np.nan)
+    given = np.isfinite(magpsf) & np.isfinite(sigmapsf)
+    return np.where(given, magpsf, from_flux), np.where(given, sigmapsf, from_flux_err)
+
+
+def difference_flux(flux: np.ndarray, flux_err: np.ndarray, magpsf: np.ndarray, sigmapsf: np.ndarray,
+                    isdiffpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Signed difference flux [nJy] and error: ``psfFlux`` where given, else from ``magpsf``/``isdiffpos``."""
+    size = 10.0 ** (-0.4 * (magpsf - AB_ZEROPOINT_NJY))
+    from_mag = np.where(isdiffpos, size, -size)
+    from_mag_err = size * sigmapsf / MAG_ERR_PER_REL_FLUX
+    given = np.isfinite(flux) & np.isfinite(flux_err)
+    return np.where(given, flux, from_mag), np.where(given, flux_err, from_mag_err)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lenga.aggregate import (
+from lenga.curves.points import (
     BANDS,
     CONTEXT_COLUMNS,
     DETECTION,
@@ -18,7 +18,7 @@ from lenga.aggregate import (
     object_statistics,
     statistics_columns,
 )
-from lenga.xmatch.healpix import hpx_index
+from lenga.healpix import hpx_index
 
 
 def detection(obj, candid, mjd, band, mag, ra=150.0, dec=2.0, sigma=0.1, positive=True, survey="ztf"):
@@ -171,13 +171,13 @@ def _same_state(a: tuple, b: tuple) -> bool:
 
 def _as_from_spark(points: pd.DataFrame) -> pd.DataFrame:
     """Points as the processor receives them: candid NO_CANDID for non-detections, no NA ints."""
-    from lenga.aggregate import NO_CANDID
+    from lenga.curves.points import NO_CANDID
 
     return points.assign(candid=points["candid"].fillna(NO_CANDID).astype("int64"))
 
 
 def test_processor_fast_merge_equals_the_general_merge(points):
-    from udfs.aggregate import curve_state, merged_state
+    from udfs.curves import curve_state, merged_state
 
     rng = np.random.default_rng(8)
     for obj, group in points.groupby("objectId"):
@@ -196,7 +196,7 @@ def test_processor_fast_merge_equals_the_general_merge(points):
 
 
 def test_processor_context_is_the_latest_alert():
-    from udfs.aggregate import latest_context_state
+    from udfs.curves import latest_context_state
 
     alerts = pd.DataFrame({"survey": "ztf", "objectId": "A", "mjd": [60001.0, 60003.0, 60003.0, 60002.0],
                            "candid": [5, 9, 6, 7], "sgscore1": [0.1, 0.9, 0.2, 0.3], "distpsnr1": [1.0, 3.0, 2.0, None],

@@ -13,22 +13,23 @@ import polars as pl
 import pytest
 
 from jobs import aggregate as aggregate_job
-from lenga.aggregate import (
+from lenga.config import load_config
+from lenga.curves.points import (
     CONTEXT_COLUMNS,
     CURVE_COLUMNS,
     DETECTION,
     latest_context,
     merge_curves,
     object_statistics,
+    target_pixels,
 )
-from lenga.aggregation import OBJECTS, OBJECTS_SPEC, object_steps, run_aggregation, target_pixels
-from lenga.config import load_config
 from lenga.features import FEATURE_SCHEMA, extract_features, load_feature_config
 from lenga.io.lake import open_lake
-from lenga.runner import run_stream
 from lenga.schema import UPPER_LIMIT
 from lenga.sim.night import SimConfig, simulate, write_directory
-from udfs.aggregate import CURVES_SCHEMA
+from lenga.stream.aggregate import OBJECTS, OBJECTS_SPEC, default_steps, run_aggregation
+from lenga.stream.ingest import run_stream
+from udfs.curves import CURVES_SCHEMA
 
 #: Features of a curve may differ in their last digits with the other curves of its batch (curves are
 #: padded into blocks whose width depends on the batch, which changes the order of summation), and
@@ -42,7 +43,7 @@ def simulated():
 
 
 def config_for(root: Path, incoming: Path, state_ttl_days: float | None = 400.0):
-    """``state_ttl_days`` picks the stateful operator (lenga.aggregation): applyInPandasWithState
+    """``state_ttl_days`` picks the stateful operator (lenga.stream.aggregate): applyInPandasWithState
     with a timeout, or (None) Spark's streaming aggregation."""
     return load_config(extra={
         "source": {"kind": "files", "files": {"path": str(incoming), "max_files_per_trigger": 60}},
@@ -196,12 +197,12 @@ def test_state_lost_then_rebuilt_from_the_lake_by_the_job(split, in_order, capsy
 
 
 def test_a_replayed_batch_leaves_objects_and_features_unchanged(spark, in_order):
-    from lenga.aggregation import ObjectsWriter
+    from lenga.stream.aggregate import ObjectsWriter
 
     root, _, summaries = in_order
     config = config_for(root, root / "incoming")
     lake = open_lake(spark, config.lake.root, config.lake.backend)
-    writer = ObjectsWriter(lake, str(root / "checkpoints" / "aggregate"), config, object_steps(config, lake))
+    writer = ObjectsWriter(lake, str(root / "checkpoints" / "aggregate"), config, default_steps(config, lake))
     before, features_before = read(root, "objects"), read(root, "features")
     victim = features_before.iloc[0]
     position = before.set_index(["survey", "objectId"]).loc[(victim["survey"], victim["objectId"])]

@@ -32,11 +32,11 @@ import pyspark
 from lenga.config import load_config
 from lenga.io.kafka import create_topics, publish
 from lenga.io.lake import open_lake
-from lenga.pipeline import TABLE_SPECS
-from lenga.runner import run_stream
-from lenga.sim.catalog import ingest_demo_catalog
 from lenga.sim.night import SimConfig, simulate
-from lenga.xmatch.step import XMATCH, XMATCH_OBJECTS
+from lenga.stream.catalogs import ingest_demo_catalog
+from lenga.stream.ingest import run_stream
+from lenga.stream.steps.xmatch import XMATCH, XMATCH_OBJECTS
+from lenga.tables import TABLE_SPECS
 
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_CLASS = Path(pyspark.__file__).parent / "bin" / "spark-class"

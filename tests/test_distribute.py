@@ -1,7 +1,7 @@
 """End to end: simulated alerts → lake tables → distribution query → Kafka topics (real Tansu broker),
 consumed with confluent-kafka and decoded with the published schemas.
 
-The lake is written directly (decoded with lenga.decode, objects from lenga.aggregate's pure
+The lake is written directly (decoded with lenga.decode, objects from lenga.curves.points's pure
 functions, classification tables as the classifier steps write them): the ingest and aggregation
 queries have their own end-to-end tests, and the distribution query only reads their tables."""
 
@@ -19,7 +19,8 @@ from confluent_kafka import Consumer, TopicPartition
 from deltalake import write_deltalake
 from pyspark.sql.types import StructType
 
-from lenga.aggregate import (
+from lenga.config import load_config
+from lenga.curves.points import (
     CONTEXT_COLUMNS,
     CURVE_COLUMNS,
     DETECTION,
@@ -27,10 +28,13 @@ from lenga.aggregate import (
     merge_curves,
     object_statistics,
 )
-from lenga.aggregation import OBJECTS
-from lenga.config import load_config
 from lenga.decode import decode_record_batch
-from lenga.distribute import (
+from lenga.filters.config import FilterSettings
+from lenga.filters.payloads import decode_message, field_names
+from lenga.io.lake import open_lake
+from lenga.sim.night import SimConfig, simulate
+from lenga.stream.aggregate import OBJECTS
+from lenga.stream.distribute import (
     ALERT_COLUMNS,
     ENRICHED_SCHEMA,
     enrich,
@@ -38,11 +42,7 @@ from lenga.distribute import (
     run_distribution,
     start_distribution,
 )
-from lenga.filters.config import FilterSettings
-from lenga.filters.payloads import decode_message, field_names
-from lenga.io.lake import open_lake
-from lenga.pipeline import TABLE_SPECS
-from lenga.sim.night import SimConfig, simulate
+from lenga.tables import TABLE_SPECS
 
 # Truth class of the simulator → what the (not yet wired) classifiers would say, for the test lake.
 STAMP_CLASS = {"SNIa": "SN", "RRL": "VS", "LPV": "VS", "star": "VS", "QSO": "AGN", "asteroid": "asteroid"}

@@ -12,9 +12,9 @@ import yaml
 
 from lenga.features import FEATURE_SCHEMA, FeatureConfig, extract_features, profile, transient
 from lenga.features.curves import pack
-from lenga.features.photometry import AB_ZEROPOINT_NJY, MAG_PER_LN_FLUX
 from lenga.features.simulate import night_times, ou_process, villar_flux, ztf_like_batch
 from lenga.features.transient import transient_like
+from lenga.photometry import AB_ZEROPOINT_NJY, MAG_ERR_PER_REL_FLUX
 
 CONFIG = FeatureConfig()
 ZTF_BANDS = ("g", "r")
@@ -26,7 +26,7 @@ def frame(object_id: str, band: str, t: np.ndarray, mag: np.ndarray, err: np.nda
     flux = 10 ** (-0.4 * (mag - AB_ZEROPOINT_NJY))
     return pd.DataFrame({"survey": survey, "objectId": object_id, "candid": np.arange(len(t)), "mjd": t,
                          "band": band, "magpsf": mag, "sigmapsf": err, "psfFlux": flux,
-                         "psfFluxErr": flux * err / MAG_PER_LN_FLUX, "isdiffpos": True})
+                         "psfFluxErr": flux * err / MAG_ERR_PER_REL_FLUX, "isdiffpos": True})
 
 
 def flux_frame(object_id: str, band: str, t: np.ndarray, flux: np.ndarray, flux_err: np.ndarray) -> pd.DataFrame:
@@ -297,8 +297,8 @@ def test_family_columns_name_what_each_family_computes():
 
 
 def test_benchmark_measure_reports_every_family():
+    from lenga.bench.features import measure
     from lenga.features import FAMILIES
-    from lenga.features.benchmark import measure
 
     result = measure(objects=20, processes=1, max_points=40)
     features = result["features"]

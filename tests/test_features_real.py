@@ -55,7 +55,7 @@ def test_real_alert_histories(shared_data):
 
 
 def test_report_over_every_alert_file(shared_data):
-    from lenga.features.report import light_curves, read_alerts, report
+    from lenga.bench.reports.features import light_curves, read_alerts, report
 
     config = FeatureConfig()
     result = report(shared_data, config)

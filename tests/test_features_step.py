@@ -9,14 +9,15 @@ import pytest
 from pyspark.sql.pandas.types import to_arrow_schema
 from test_features import CONFIG, rich_object
 
-from lenga.aggregate import CONTEXT_COLUMNS, CURVE_COLUMNS, DETECTION, OBJECT_KEY, merge_curves
 from lenga.config import ConfigError, load_config
+from lenga.curves.points import CONTEXT_COLUMNS, CURVE_COLUMNS, DETECTION, OBJECT_KEY, merge_curves
 from lenga.features import FEATURE_SCHEMA, extract_features, load_feature_config
-from lenga.features.step import build_step, features_spec, udf_schema
+from lenga.features.curve_rows import curve_features, features_spec, udf_schema
 from lenga.night import PALOMAR_LONGITUDE_DEG, night_from_mjd
 from lenga.schema import FORCED
-from udfs.aggregate import CURVES_SCHEMA, curve_state
-from udfs.features import curve_features, curve_features_batches
+from lenga.stream.steps.features import build_step
+from udfs.curves import CURVES_SCHEMA, curve_state
+from udfs.features import curve_features_batches
 
 
 def curve_rows(points: pd.DataFrame, context: pd.DataFrame) -> pa.Table:
@@ -102,8 +103,8 @@ def test_curves_of_an_unknown_survey_are_refused():
 
 
 def test_features_in_the_aggregation_pass_get_the_objects_pixel():
-    from lenga.aggregation import OBJECTS
-    from udfs.aggregate import object_row_batches, statistics_table
+    from lenga.stream.aggregate import OBJECTS
+    from udfs.curves import object_row_batches, statistics_table
 
     points, _, context = rich_points(np.random.default_rng(5))
     few = points[(points["kind"] == DETECTION) & (points["band"] == "g")].head(CONFIG.min_points_per_band - 1)

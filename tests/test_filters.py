@@ -18,7 +18,6 @@ import pytest
 from astropy.coordinates import SkyCoord
 
 from lenga.config import ConfigError, load_config
-from lenga.distribute import ENRICHED_SCHEMA, FILTER_INDEX, OPTIONAL_COLUMNS, select_alerts
 from lenga.filters.config import (
     DEFAULT_FILTERS_FILE,
     FilterError,
@@ -35,10 +34,11 @@ from lenga.filters.payloads import (
     field_names,
     published_schema,
 )
-from lenga.filters.predicate import compile_predicate
 from lenga.filters.registry import RegistryError, fetch_schema, register_schema
 from lenga.filters.reload import FilterReloader
 from lenga.filters.watchlist import cone_match
+from lenga.stream.distribute import ENRICHED_SCHEMA, FILTER_INDEX, OPTIONAL_COLUMNS, select_alerts
+from lenga.stream.predicate import compile_predicate
 
 GOOD = """version: 1
 filters:

@@ -12,10 +12,11 @@ from astropy.table import Table
 from deltalake import DeltaTable, write_deltalake
 
 from jobs.ingest_catalog import main
-from lenga.io.lake import TableSpec, open_lake
+from lenga.healpix import hpx_index
+from lenga.io.lake import open_lake
+from lenga.stream.catalogs import catalog_table, ingest_catalog, stored_catalog
+from lenga.tables import TableSpec
 from lenga.xmatch.catalog import CatalogSpec
-from lenga.xmatch.healpix import hpx_index
-from lenga.xmatch.store import catalog_table, ingest_catalog, stored_catalog
 
 N = 2_000
 N_NAN = 7

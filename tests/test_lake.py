@@ -13,16 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from lenga.io.lake import (
-    DeltaRsLake,
-    FileStats,
-    PartitionedFileWriter,
-    TableSpec,
-    first_per_key,
-    open_lake,
-    remove_staging,
-    staging_dir,
-)
+from lenga.io.lake import DeltaRsLake, open_lake, remove_staging, spark_schema, staging_dir
+from lenga.io.lake.files import FileStats, PartitionedFileWriter, first_per_key
+from lenga.tables import TableSpec
 
 SCHEMA = pa.schema([
     ("survey", pa.string()), ("candid", pa.int64()), ("mjd", pa.float64()),
@@ -45,7 +38,7 @@ def lake(spark, tmp_path):
 
 
 def test_append_is_one_transaction_and_replays_are_skipped(spark, lake):
-    df = spark.createDataFrame(rows(range(100)), SPEC.spark_schema)
+    df = spark.createDataFrame(rows(range(100)), spark_schema(SPEC))
     first = lake.append_new(SPEC, df, "app-1", 0)
     assert (first.rows, first.skipped) == (100, False)
     table = DeltaTable(lake.path("things"))
@@ -53,12 +46,12 @@ def test_append_is_one_transaction_and_replays_are_skipped(spark, lake):
     assert lake.append_new(SPEC, df, "app-1", 0).skipped  # replay of batch 0
     assert DeltaTable(lake.path("things")).version() == 0
     # Another query (another app id) may write the same batch number.
-    assert lake.append(SPEC, spark.createDataFrame(rows(range(200, 210)), SPEC.spark_schema), "app-2", 0).rows == 10
+    assert lake.append(SPEC, spark.createDataFrame(rows(range(200, 210)), spark_schema(SPEC)), "app-2", 0).rows == 10
 
 
 def test_append_new_removes_duplicates_within_and_across_batches(spark, lake):
-    lake.append_new(SPEC, spark.createDataFrame(rows(range(50)), SPEC.spark_schema), "app", 0)
-    again = spark.createDataFrame(rows(list(range(40, 60)) * 2), SPEC.spark_schema)
+    lake.append_new(SPEC, spark.createDataFrame(rows(range(50)), spark_schema(SPEC)), "app", 0)
+    again = spark.createDataFrame(rows(list(range(40, 60)) * 2), spark_schema(SPEC))
     assert lake.append_new(SPEC, again, "app", 1).rows == 10
     assert lake.count("things") == 60
     assert sorted(r.candid for r in lake.read(SPEC).select("candid").collect()) == list(range(60))
@@ -66,7 +59,7 @@ def test_append_new_removes_duplicates_within_and_across_batches(spark, lake):
 
 
 def test_tables_read_back_with_deltalake_polars_and_duckdb(spark, lake):
-    lake.append_new(SPEC, spark.createDataFrame(rows(range(30)), SPEC.spark_schema), "app", 0)
+    lake.append_new(SPEC, spark.createDataFrame(rows(range(30)), spark_schema(SPEC)), "app", 0)
     path = lake.path("things")
     assert DeltaTable(path).to_pyarrow_table().num_rows == 30
     frame = pl.read_delta(path)
@@ -105,7 +98,7 @@ def test_append_new_accepts_spark_columns_that_differ_in_nullability(spark, lake
     """A literal column is non-nullable in Spark's Arrow batches; the table's schema says nullable."""
     from pyspark.sql import functions as F
 
-    df = spark.createDataFrame(rows(range(5)), SPEC.spark_schema).withColumn("survey", F.lit("ztf"))
+    df = spark.createDataFrame(rows(range(5)), spark_schema(SPEC)).withColumn("survey", F.lit("ztf"))
     assert lake.append_new(SPEC, df, "app", 0).rows == 5
 
 
@@ -122,7 +115,7 @@ def stage(lake, staging, candid_groups):
 
 
 def test_append_staged_removes_duplicates_across_tasks_and_the_lake(spark, lake, tmp_path):
-    lake.append_new(SPEC, spark.createDataFrame(rows(range(50)), SPEC.spark_schema), "app", 0)
+    lake.append_new(SPEC, spark.createDataFrame(rows(range(50)), spark_schema(SPEC)), "app", 0)
     staging = staging_dir(str(tmp_path / "staging"), "app", 1)
     files = {SPEC.name: stage(lake, os.path.join(staging, SPEC.name), [range(40, 55), range(50, 60)])}  # share 50..54
     result = lake.append_staged([SPEC], staging, files, "app", 1)[SPEC.name]

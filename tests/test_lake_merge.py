@@ -10,7 +10,9 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from lenga.io.lake import DeltaRsLake, TableSpec, merge_condition
+from lenga.io.lake import DeltaRsLake
+from lenga.io.lake.base import merge_condition
+from lenga.tables import TableSpec
 
 SCHEMA = pa.schema([("survey", pa.string()), ("objectId", pa.string()), ("ndet", pa.int64()), ("hpx", pa.int64())])
 SPEC = TableSpec("objects", SCHEMA, keys=("survey", "objectId"), partition_by=("hpx",))

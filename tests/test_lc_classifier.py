@@ -22,8 +22,8 @@ from lenga.lc_classifier.model import (
     XGBSettings,
     balanced_weights,
 )
-from lenga.lc_classifier.settings import LCClassifierSettings
-from lenga.lc_classifier.trainingset import TrainingSetConfig, build, classifiable, simulate_object
+from lenga.lc_classifier.settings import LCClassifierSettings, TrainingSetConfig
+from lenga.lc_classifier.trainingset import build, classifiable, simulate_object
 
 SMALL = XGBSettings(n_estimators=8, max_depth=3)
 
@@ -159,10 +159,10 @@ def test_shipped_model_and_its_report():
 
 
 def test_step_writes_lc_classifications_once(spark, tmp_path, sets, model):
-    from lenga.aggregation import ObjectBatchContext
     from lenga.config import load_config
     from lenga.io.lake import open_lake
-    from lenga.lc_classifier.step import SPEC, LCClassifierStep
+    from lenga.stream.steps.base import ObjectBatchContext
+    from lenga.stream.steps.lc_classifier import SPEC, LCClassifierStep
 
     _, _, held_out = sets
     features = _summary(held_out)
@@ -186,7 +186,7 @@ def test_step_writes_lc_classifications_once(spark, tmp_path, sets, model):
 def test_pass_function_classifies_the_features_computed_before_it(spark, sets, model):
     import pyarrow as pa
 
-    from lenga.lc_classifier.step import LCClassifierStep
+    from lenga.stream.steps.lc_classifier import LCClassifierStep
 
     _, _, held_out = sets
     features = _summary(held_out)
@@ -202,7 +202,7 @@ def test_pass_function_classifies_the_features_computed_before_it(spark, sets, m
 
 
 def test_report_on_the_real_alerts(shared_data):
-    from lenga.lc_classifier.report import report
+    from lenga.bench.reports.lc_classifier import report
 
     result = report(shared_data, LCClassifierSettings())
     assert result["valid_alerts"] == result["messages"] > 150

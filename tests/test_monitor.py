@@ -1,4 +1,4 @@
-"""lenga.monitor: the benchmark's memory sampler sees child processes, and PSS never exceeds RSS."""
+"""lenga.bench.monitor: the benchmark's memory sampler sees child processes, and PSS never exceeds RSS."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from lenga.monitor import CPUMeter, PeakRSS
+from lenga.bench.monitor import CPUMeter, PeakRSS
 
 ALLOCATED_MB = 300
 # A child that touches ALLOCATED_MB of fresh pages (so they are resident), then waits to be sampled.

@@ -1,4 +1,4 @@
-"""Points packed per object (lenga.packed_points): what the aggregation query's JVM collects."""
+"""Points packed per object (lenga.curves.packing): what the aggregation query's JVM collects."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from lenga.aggregate import CONTEXT_COLUMNS, CURVE_COLUMNS, NO_CANDID, OBJECT_KEY
-from lenga.packed_points import PACKED_SCHEMA, POINT_RECORD, pack_batches, pack_points, unpack_points
-from udfs.aggregate import ALERT, packed_point_rows
+from lenga.curves.packing import PACKED_SCHEMA, POINT_RECORD, pack_batches, pack_points, unpack_points
+from lenga.curves.points import CONTEXT_COLUMNS, CURVE_COLUMNS, NO_CANDID, OBJECT_KEY
+from udfs.curves import ALERT, packed_point_rows
 
 ZTF_CANDID = 2_913_476_051_015_010_003  # > 2**53: must survive exactly
 

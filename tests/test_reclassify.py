@@ -14,7 +14,7 @@ from demo_lake import demo_lake
 
 from jobs import reclassify as reclassify_job
 from lenga.config import load_config
-from lenga.reclassify import curve_row, reclassify
+from lenga.stream.reclassify import curve_row, reclassify
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFICATIONS = ("lc_classifications", "stamp_classifications")
@@ -54,8 +54,8 @@ def all_nights(lake: Path) -> list[int]:
 
 
 def test_curve_row_rebuilds_points_and_context():
-    from lenga.aggregate import DETECTION, NO_CANDID
-    from udfs.aggregate import ALERT
+    from lenga.curves.points import DETECTION, NO_CANDID
+    from udfs.curves import ALERT
 
     base = {"survey": "ztf", "objectId": "ZTF1", "band": "g", "magpsf": 18.0, "sigmapsf": 0.1, "psfFlux": 1e4,
             "psfFluxErr": 100.0, "isdiffpos": True, "diffmaglim": 20.0, "ra": 1.0, "dec": 2.0,

@@ -7,7 +7,8 @@ import pytest
 from astropy.io import fits
 
 from lenga.sim import cutouts, lightcurves, survey
-from lenga.sim.lightcurves import LIGHT_CURVE_CLASSES, SampleContext
+from lenga.sim.classes import LIGHT_CURVE_CLASSES, transients
+from lenga.sim.lightcurves import SampleContext
 
 
 def _ctx(depth=20.5, start=60000.0, end=60003.0):
@@ -18,7 +19,7 @@ def test_registry_has_the_first_classes_and_refuses_duplicates():
     assert set(LIGHT_CURVE_CLASSES) >= {"SNIa", "RRL", "QSO", "LPV", "star", "asteroid"}
     assert {m.stamp_class for m in LIGHT_CURVE_CLASSES.values()} == set(lightcurves.STAMP_CLASSES)
     with pytest.raises(ValueError, match="already registered"):
-        lightcurves.register(lightcurves.SupernovaIa())
+        lightcurves.register(transients.SupernovaIa())
 
 
 def test_supernova_peaks_at_drawn_magnitude_and_fades():

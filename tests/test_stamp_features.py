@@ -9,7 +9,8 @@ import pytest
 
 from lenga import schema
 from lenga.decode import decode_record_batch
-from lenga.sim.lightcurves import LIGHT_CURVE_CLASSES, STAMP_CLASSES
+from lenga.sim.classes import LIGHT_CURVE_CLASSES
+from lenga.sim.lightcurves import STAMP_CLASSES
 from lenga.sim.night import SimConfig, build_population, simulate
 from lenga.stamps import CLASSES
 from lenga.stamps.dataset import alert_rows

@@ -8,13 +8,13 @@ import json
 
 import numpy as np
 
+from lenga.bench.reports.stamps import main as report_main
+from lenga.bench.reports.stamps import read_alerts
 from lenga.config import PROJECT_ROOT
 from lenga.stamps import CLASSES
 from lenga.stamps.inference import StampClassifier
 from lenga.stamps.preprocess import read_fits
-from lenga.stamps.report import main as report_main
-from lenga.stamps.report import read_alerts
-from lenga.stamps.step import DEFAULTS
+from lenga.stream.steps.stamps import DEFAULTS
 
 
 def _classifier(survey):

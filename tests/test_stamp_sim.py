@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lenga.sim import artifacts, cutouts
-from lenga.sim.lightcurves import LIGHT_CURVE_CLASSES
+from lenga.sim.classes import LIGHT_CURVE_CLASSES
 from lenga.stamps import CLASSES
 from lenga.stamps.dataset import alert_rows, assign_survey_ids, first_detections, mask_augment
 

@@ -1,5 +1,5 @@
 """The stream's stamp-classification step on simulated ZTF and LSST alerts decoded by the pipeline,
-a real local Spark and a delta-rs lake (lenga.stamps.step, udfs.stamp).
+a real local Spark and a delta-rs lake (lenga.stream.steps.stamps, udfs.stamp).
 
 The networks here are untrained (seeded random weights, saved like the shipped ones): this test is
 about which alerts are classified, by which survey's model, what is written and replay safety;
@@ -18,13 +18,14 @@ from deltalake import DeltaTable
 
 from lenga.config import ConfigError, load_config
 from lenga.io.lake import open_lake
-from lenga.pipeline import BatchContext, decode_stream, split_tables
 from lenga.sim.night import SimConfig, simulate
 from lenga.stamps import CLASSES
 from lenga.stamps.features import feature_names
 from lenga.stamps.model import StampCNN
-from lenga.stamps.step import STAMP_TABLE, StampStep, build_step
 from lenga.stamps.train import save_model
+from lenga.stream.ingest import decode_stream, split_tables
+from lenga.stream.steps.base import BatchContext
+from lenga.stream.steps.stamps import STAMP_TABLE, StampStep, build_step
 
 # Asteroids and bogus artefacts are seen once: new objects in both surveys' alert windows.
 SIM = SimConfig(seed=3, n_objects=30, n_nights=3, class_mix={"SLSN": 1, "CEP": 1, "AGN": 1, "asteroid": 1, "bogus": 1})

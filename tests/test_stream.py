@@ -16,8 +16,8 @@ import polars as pl
 
 from lenga.config import load_config
 from lenga.io.kafka import create_topics, publish
-from lenga.runner import run_stream
 from lenga.sim.night import SimConfig, expected_counts, simulate, write_directory
+from lenga.stream.ingest import run_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -188,7 +188,8 @@ def test_repeated_alerts_are_stored_once_by_the_alert_files_path(spark, tmp_path
     """A producer re-sending messages (in the same batch and in a later one): the alerts files the
     decode pass wrote are rewritten without the repeats, so every table holds each row once."""
     from lenga.io.lake import open_lake
-    from lenga.pipeline import TABLE_SPECS, MicroBatchWriter
+    from lenga.stream.ingest import MicroBatchWriter
+    from lenga.tables import TABLE_SPECS
 
     sim, alerts, truth = simulated("dup", corrupt_fraction=0.0, surveys=("ztf",), n_objects=6)
     config = stream_config(tmp_path, None, ["unused"])

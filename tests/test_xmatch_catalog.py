@@ -14,8 +14,8 @@ from astropy.time import Time
 from deltalake import write_deltalake
 from pyarrow import csv
 
+from lenga.healpix import hpx_index
 from lenga.xmatch.catalog import CatalogSpec, load_catalog_specs, prepare_catalog, read_catalog
-from lenga.xmatch.healpix import hpx_index
 
 REPO = Path(__file__).resolve().parents[1]
 

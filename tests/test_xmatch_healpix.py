@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.coordinates import Latitude, Longitude
 
-from lenga.xmatch.healpix import (
+from lenga.healpix import (
     MAX_ORDER,
     NO_PIXEL,
     block_pixels,

@@ -17,12 +17,12 @@ from pyspark.sql import functions as F
 
 from lenga.config import load_config
 from lenga.io.lake import open_lake
-from lenga.pipeline import BatchContext, decode_stream, split_tables
-from lenga.sim.catalog import ingest_demo_catalog
 from lenga.sim.night import SimConfig, build_population, simulate
-from lenga.xmatch.catalog import load_catalog_specs
-from lenga.xmatch.step import DEFAULT_CATALOGS_FILE, CrossmatchStep, build_step
-from lenga.xmatch.store import ingest_catalog
+from lenga.stream.catalogs import ingest_catalog, ingest_demo_catalog
+from lenga.stream.ingest import decode_stream, split_tables
+from lenga.stream.steps.base import BatchContext
+from lenga.stream.steps.xmatch import CrossmatchStep, build_step
+from lenga.xmatch.catalog import DEFAULT_CATALOGS_FILE, load_catalog_specs
 from udfs.xmatch import batch_objects
 
 SIM = SimConfig(seed=5, n_objects=40, n_nights=2)
@@ -151,7 +151,7 @@ def test_a_new_catalog_version_rematches(world, first_two_batches):
 def test_build_step_skips_catalogs_not_in_the_lake(world, tmp_path, caplog):
     specs = tmp_path / "catalogs.yaml"
     specs.write_text(DEFAULT_CATALOGS_FILE.read_text())
-    with caplog.at_level("WARNING", logger="lenga.xmatch.step"):
+    with caplog.at_level("WARNING", logger="lenga.stream.steps.xmatch"):
         step = build_step(world["config"], world["lake"], specs)
     assert [c.spec.name for c in step.catalogs] == ["demo"]
     assert "catalog 'gaia_dr3' is not in the lake" in caplog.text

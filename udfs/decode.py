@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from lenga.decode import KafkaMessages, decode_messages, decode_record_batch
-from lenga.io.lake import ADD_ACTION_FIELDS, PartitionedFileWriter, first_per_key
+from lenga.io.lake.files import ADD_ACTION_FIELDS, PartitionedFileWriter, first_per_key
 from lenga.schema import ALERTS, DECODED, PARTITION_COLUMN, QUARANTINE, TABLE_KEYS, TABLES
 
 #: Spark schema of the decoded rows, derived from the Arrow schema (one definition of the columns).

@@ -54,7 +54,7 @@ def classify_batches(broadcast, min_detections: int, detection_bands: tuple[str,
 def classified_rows(broadcast, min_detections: int, detection_bands: tuple[str, ...], features_table: str,
                     curves: pa.Table, rows: dict[str, pa.Table]) -> pa.Table:
     """The classifier step's function in the aggregation's single pass
-    (``udfs.aggregate.object_row_batches``): the classification rows of the features rows
+    (``udfs.curves.object_row_batches``): the classification rows of the features rows
     computed for the same curves (``rows[features_table]``); ``broadcast`` as in :func:`classify_batches`."""
     if features_table not in rows:
         raise RuntimeError(f"the light-curve classifier needs the {features_table!r} rows of the same pass: "

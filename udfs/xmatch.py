@@ -43,9 +43,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import LongType, StructField, StructType
 
-from lenga.io.lake import PartitionedFileWriter, with_table
+from lenga.healpix import block_pixels
+from lenga.io.lake.files import PartitionedFileWriter, with_table
 from lenga.xmatch.catalog import HPX_COLUMN, CatalogSpec, float_column
-from lenga.xmatch.healpix import block_pixels
 from lenga.xmatch.match import OBJECT_COLUMNS, crossmatch, output_schema, separation_arcsec
 from lenga.xmatch.objects import ALERT_COLUMNS, OBJECT_KEYS, OBJECTS_SCHEMA, alert_objects
 from lenga.xmatch.tables import (

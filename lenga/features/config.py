@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from lenga.config import CONF_DIR, ConfigError, deep_merge
+
 #: The feature settings file in lenga's configuration directory.
 FEATURES_FILE = "features.yaml"
 
@@ -34,7 +36,7 @@ def _default_colour_pairs() -> list[list[str]]:
 
 
 def _default_context_columns() -> list[str]:
-    # what the aggregation keeps of each object's latest alert (lenga.aggregate.CONTEXT_COLUMNS)
+    # what the aggregation keeps of each object's latest alert (lenga.curves.points.CONTEXT_COLUMNS)
     return ["sgscore1", "distpsnr1", "srmag1", "extendedness"]
 
 
@@ -157,7 +159,6 @@ def load_feature_config(overrides: dict[str, Any] | None = None, path: str | Pat
     The stream passes the ``features`` section of the lenga configuration as ``overrides`` (so
     ``--set features.min_points_per_band=4`` works like any other setting).
     """
-    from lenga.config import CONF_DIR, ConfigError, deep_merge
 
     path = Path(path) if path is not None else CONF_DIR / FEATURES_FILE
     with open(path) as handle:

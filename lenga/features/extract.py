@@ -19,7 +19,7 @@ import pyarrow as pa
 from lenga.features import colour, nondetections, period, sign, stochastic, transient, variability
 from lenga.features.config import FeatureConfig
 from lenga.features.curves import Curves, pack
-from lenga.features.photometry import difference_flux, magnitudes
+from lenga.photometry import difference_flux, magnitudes
 
 #: Bump when any feature's definition or computation changes; stored with every row.
 FEATURE_VERSION = "1.3.0"  # 1.3.0: positive_fraction (sign of the difference flux, lenga.features.sign)

@@ -12,7 +12,7 @@ import light_curve as lc
 import numpy as np
 import pandas as pd
 
-from lenga.features.photometry import AB_ZEROPOINT_NJY, MAG_PER_LN_FLUX
+from lenga.photometry import AB_ZEROPOINT_NJY, MAG_ERR_PER_REL_FLUX
 
 #: Width of the nightly observing window [d].
 NIGHT_WINDOW_DAYS = 0.25
@@ -71,7 +71,7 @@ def ztf_like_batch(rng: np.random.Generator, n_objects: int, min_points: int = 2
             frames.append(pd.DataFrame({
                 "survey": "ztf", "objectId": f"ZTFsim{i:07d}", "candid": rng.integers(0, 2**62, n),
                 "mjd": t, "band": band, "fid": np.int32(fid), "magpsf": mag, "sigmapsf": err,
-                "psfFlux": flux, "psfFluxErr": flux * err / MAG_PER_LN_FLUX, "isdiffpos": True,
+                "psfFlux": flux, "psfFluxErr": flux * err / MAG_ERR_PER_REL_FLUX, "isdiffpos": True,
                 "ra": 150.0, "dec": 2.0}))
             n_limits = int(rng.integers(0, 10))
             limits.append(pd.DataFrame({

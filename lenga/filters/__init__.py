@@ -7,5 +7,5 @@
 - ``payloads``: the versioned Avro schemas (``schemas/``) and message encoding;
 - ``registry``: schema registration with a Confluent-compatible registry.
 
-The distribution query that runs them is ``lenga.distribute``.
+The distribution query that runs them is ``lenga.stream.distribute``.
 """

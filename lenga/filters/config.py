@@ -5,7 +5,7 @@ A filter is a name, a Spark SQL predicate over the enriched alert (``where``), a
 (name, ra, dec, radius_arcsec) that an alert must fall within (cone match, lenga.filters.watchlist).
 
 Parsing here is structural only (types, names, ranges) and needs no Spark; the predicates are
-compiled against the enriched alert's schema by lenga.filters.predicate. Every error names the file,
+compiled against the enriched alert's schema by lenga.stream.predicate. Every error names the file,
 the filter and the key, because the file is edited while the stream runs: a bad edit is reported
 and the previous filters stay in force (lenga.filters.reload).
 """

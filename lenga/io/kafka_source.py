@@ -32,7 +32,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
@@ -42,9 +42,6 @@ from pyspark.sql.streaming.datasource import (
     ReadMaxRows,
     SupportsTriggerAvailableNow,
 )
-
-from lenga.io.checkpoint import batch_id_of, query_app_id
-from lenga.io.lake import staging_dir
 
 # The built-in Kafka source's schema, column for column.
 KAFKA_SCHEMA = (
@@ -346,57 +343,3 @@ class KafkaDataSource(DataSource):
 
     def streamReader(self, schema) -> KafkaStreamReader:
         return KafkaStreamReader(dict(self.options))
-
-
-class IngestingKafkaStreamReader(KafkaStreamReader):
-    """Reads Kafka and ingests in the same task (:func:`udfs.decode.decode_and_write`): yields
-    :data:`udfs.decode.INGESTED` rows (see :class:`IngestingKafkaDataSource`)."""
-
-    def __init__(self, options: dict[str, str]):
-        super().__init__(options)
-        for required in ("alertspath", "stagingpath", "checkpointlocation"):
-            if required not in self.options:
-                raise ValueError(f"lenga_kafka_ingest: option {required!r} is required")
-
-    def partitions(self, start: Offsets, end: Offsets) -> list[OffsetRange]:
-        checkpoint = self.options["checkpointlocation"]
-        batch_id = batch_id_of(checkpoint, end)
-        staging = staging_dir(self.options["stagingpath"], query_app_id(checkpoint), batch_id)
-        return [replace(part, batch_id=batch_id, staging=staging) for part in super().partitions(start, end)]
-
-    def read(self, partition: OffsetRange) -> Iterator[pa.RecordBatch]:
-        from lenga.decode import KafkaMessages
-        from udfs.decode import decode_and_write
-
-        ingest = decode_and_write(self.options["alertspath"], partition.staging, partition.batch_id)
-        # The values go to the decoder as the bytes librdkafka handed over, never as an Arrow column.
-        return ingest(KafkaMessages.from_pydict(columns, KAFKA_ARROW_SCHEMA)
-                      for columns in read_columns(self.options, partition))
-
-
-class IngestingKafkaDataSource(KafkaDataSource):
-    """``format("lenga_kafka_ingest")``: Kafka messages in, :data:`udfs.decode.INGESTED` rows out.
-
-    Why: with the plain source every 80 kB message crosses from the reading Python worker into the
-    JVM and back out to a second Python worker that decodes it. Decoding where the bytes arrive
-    keeps the raw messages (and the cutouts) out of the JVM: measured on 20,000 ZTF alerts, 13% less
-    CPU per alert and a peak of 3.3 GB instead of 4.6 GB (RSS of driver, JVM and workers).
-
-    Extra options: ``alertsPath`` (the ``alerts`` table root, where the task writes its files),
-    ``stagingPath`` (the lake's staging root, for the history files: :func:`lenga.io.lake.staging_dir`)
-    and ``checkpointLocation`` (the query's checkpoint, where the batch id is looked up:
-    :func:`lenga.io.checkpoint.batch_id_of`). Used for the delta-rs lake, whose executors write files
-    that the driver commits; the built-in Kafka source and delta-spark keep the decode step.
-    """
-
-    @classmethod
-    def name(cls) -> str:
-        return "lenga_kafka_ingest"
-
-    def schema(self):
-        from udfs.decode import INGESTED_SPARK_SCHEMA
-
-        return INGESTED_SPARK_SCHEMA
-
-    def streamReader(self, schema) -> IngestingKafkaStreamReader:
-        return IngestingKafkaStreamReader(dict(self.options))

@@ -15,7 +15,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from lenga.config import PROJECT_ROOT
-from lenga.io.class_archive import java_options
+from lenga.io.delta_source import DeltaDataSource
+from lenga.io.jvm_archive import java_options
+from lenga.io.kafka_source import KafkaDataSource
 
 KAFKA_PROVIDER_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
 DELTA_CATALOG_CLASS = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
@@ -32,7 +34,7 @@ def build_session(app_name: str, spark_conf: dict[str, str] | None = None,
 
     ``spark_conf`` comes from ``conf/lenga.yaml`` (section ``spark``); a master set by
     ``spark-submit`` wins over the configured local master. A local session's JVM maps the class
-    archive of :mod:`lenga.io.class_archive` when one exists (``class_archive``: creating one).
+    archive of :mod:`lenga.io.jvm_archive` when one exists (``class_archive``: creating one).
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -73,15 +75,9 @@ def await_query(query) -> None:
 
 
 def register_data_sources(spark: SparkSession) -> None:
-    """Register lenga's Python data sources (``lenga_kafka``, ``lenga_kafka_ingest``, ``lenga_files``,
-    ``lenga_delta``)."""
-    from lenga.io.delta_source import DeltaDataSource
-    from lenga.io.file_source import AlertFileDataSource
-    from lenga.io.kafka_source import IngestingKafkaDataSource, KafkaDataSource
-
+    """Register lenga's generic Python data sources (``lenga_kafka``, ``lenga_delta``); the sources
+    that understand alerts are registered by the queries that read them."""
     spark.dataSource.register(KafkaDataSource)
-    spark.dataSource.register(IngestingKafkaDataSource)
-    spark.dataSource.register(AlertFileDataSource)
     spark.dataSource.register(DeltaDataSource)
 
 

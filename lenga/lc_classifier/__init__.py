@@ -6,6 +6,6 @@
 - :mod:`~lenga.lc_classifier.train` / :mod:`~lenga.lc_classifier.evaluate`: training job, held-out report,
   model card, confusion matrices;
 - :mod:`~lenga.lc_classifier.inference`: ``classify`` (the pure function) and the ``lc_classifications``
-  schema; :mod:`~lenga.lc_classifier.step`: the aggregation query's object step;
-- :mod:`~lenga.lc_classifier.report` (real alerts, domain shift) and :mod:`~lenga.lc_classifier.bench`.
+  schema; :mod:`~lenga.stream.steps.lc_classifier`: the aggregation query's object step;
+- :mod:`~lenga.bench.reports.lc_classifier` (real alerts, domain shift) and :mod:`~lenga.bench.lc_classifier`.
 """

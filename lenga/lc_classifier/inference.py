@@ -17,7 +17,6 @@ from lenga.lc_classifier.model import LEAF_CLASSES, TOP_CLASSES, HierarchicalCla
 from lenga.schema import described_field
 
 CLASSIFIER = "lc_classifier"
-TABLE = "lc_classifications"
 KEYS = ("survey", "objectId", "classifier", "classifier_version", "level", "class_name", "lastmjd", "ndet")
 #: Per-object columns of the features rows copied to every classification row.
 OBJECT_COLUMNS = ("survey", "objectId", "night", "lastmjd", "ndet")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from lenga.lc_classifier.taxonomy import ALERCE_CLASSES
+from lenga.taxonomy import ALERCE_CLASSES
 
 #: Top-level classes and, per branch, its leaf classes (ALeRCE taxonomy).
 TOP_CLASSES = tuple(ALERCE_CLASSES)

@@ -1,4 +1,7 @@
-"""The ``lc_classifier`` section of conf/lenga.yaml, validated (a typo is an error naming the key)."""
+"""The ``lc_classifier`` section of conf/lenga.yaml, validated (a typo is an error naming the key),
+and what a training set is made of (:class:`TrainingSetConfig`, simulated by
+:mod:`lenga.lc_classifier.trainingset`, which this module never imports: inference reads these
+settings without loading the simulator)."""
 
 from __future__ import annotations
 
@@ -8,9 +11,40 @@ from pathlib import Path
 
 from lenga.config import PROJECT_ROOT, Config, ConfigError
 from lenga.lc_classifier.model import XGBSettings
-from lenga.lc_classifier.trainingset import DEFAULT_SURVEY_MIX, TrainingSetConfig
+from lenga.survey import lsst, ztf
 
 SECTION = "lc_classifier"
+#: Surveys a training set can simulate.
+SURVEYS = (ztf.SURVEY, lsst.SURVEY)
+#: The share of each class's objects observed by ZTF (the rest by LSST).
+DEFAULT_SURVEY_MIX = {"ztf": 0.7, "lsst": 0.3}
+
+
+@dataclass(frozen=True)
+class TrainingSetConfig:
+    """What to simulate: ``n_per_class`` classifiable objects per leaf class, from ``seed``.
+
+    ``baseline_days``: (min, max) length of an object's observed history, uniform; ``survey_mix``:
+    fraction of objects per survey; ``min_detections``/``detection_bands``: the stream's
+    classification criterion.
+    """
+
+    n_per_class: int
+    seed: int
+    baseline_days: tuple[float, float] = (60.0, 730.0)
+    survey_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SURVEY_MIX))
+    min_detections: int = 6
+    detection_bands: tuple[str, ...] = ("g", "r")
+
+    def __post_init__(self):
+        if self.n_per_class < 1:
+            raise ValueError(f"n_per_class must be >= 1, got {self.n_per_class}")
+        lo, hi = self.baseline_days
+        if not 30 <= lo <= hi:
+            raise ValueError(f"baseline_days must be (min, max) with 30 <= min <= max, got {self.baseline_days}")
+        unknown = set(self.survey_mix) - set(SURVEYS)
+        if unknown or not self.survey_mix or min(self.survey_mix.values()) < 0:
+            raise ValueError(f"survey_mix needs non-negative weights of {sorted(SURVEYS)}, got {self.survey_mix}")
 
 
 @dataclass(frozen=True)

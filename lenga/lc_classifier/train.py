@@ -33,8 +33,8 @@ from lenga.lc_classifier.model import (
     as_matrix,
     feature_columns,
 )
-from lenga.lc_classifier.settings import LCClassifierSettings
-from lenga.lc_classifier.trainingset import TrainingSetConfig, build
+from lenga.lc_classifier.settings import LCClassifierSettings, TrainingSetConfig
+from lenga.lc_classifier.trainingset import build
 
 #: Version of the classifier (model code + training recipe); stored with every classification.
 CLASSIFIER_VERSION = "1.1.0"
@@ -68,7 +68,7 @@ def labelled_set(config: TrainingSetConfig, features_config: FeatureConfig, proc
 
 def feature_ranges(frame: pd.DataFrame) -> dict[str, list[float]]:
     """1st, 50th and 99th percentiles of every model feature's finite values (the domain-shift check
-    of lenga.lc_classifier.report compares real features with them)."""
+    of lenga.bench.reports.lc_classifier compares real features with them)."""
     x = as_matrix(frame, feature_columns(frame)).astype(np.float64)
     x[~np.isfinite(x)] = np.nan
     with warnings.catch_warnings():
@@ -177,7 +177,7 @@ Leaf level: macro precision {report['leaf']['macro_precision']:.3f}, recall {rep
 
 ## Limitations
 - Trained on simulations: real light curves differ (systematics, class-specific physics the models
-  simplify, the real mix of classes and of light-curve lengths). `python -m lenga.lc_classifier.report`
+  simplify, the real mix of classes and of light-curve lengths). `python -m lenga.bench.reports.lc_classifier`
   compares feature ranges of real alerts with the training set's. Scores on real labelled data (as
   ALeRCE's 0.96/0.99 top and 0.57/0.76 leaf precision/recall) are not measured here.
 - No alert context (star/galaxy score, distance to the nearest source), no cross-match colours: QSO/AGN

@@ -2,7 +2,7 @@
 
 Each training object is a simulator object (:func:`lenga.sim.population.make_object`, the same
 physics and survey model as the demo stream) observed over a baseline of ``baseline_days`` (drawn
-per object), turned into the row the aggregation query emits for it (``udfs.aggregate.CURVES_SCHEMA``:
+per object), turned into the row the aggregation query emits for it (``udfs.curves.CURVES_SCHEMA``:
 its de-duplicated curve as arrays) and passed through the stream's own feature function
 (``udfs.features.curve_features`` → :func:`lenga.features.extract_features`). The curve holds what
 the alerts would have carried: every detection (magpsf of |difference flux| with its sign, and the
@@ -18,19 +18,21 @@ fixed chunks of keys, so the set depends only on the seed and sizes, not on the 
 from __future__ import annotations
 
 import multiprocessing
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lenga.aggregate import CONTEXT_COLUMNS, CURVE_COLUMNS, DETECTION, NO_CANDID
+from lenga.curves.points import CONTEXT_COLUMNS, CURVE_COLUMNS, DETECTION, NO_CANDID
 from lenga.features import FeatureConfig
+from lenga.features.curve_rows import curve_features
 from lenga.lc_classifier.model import LEAF_CLASSES
+from lenga.lc_classifier.settings import TrainingSetConfig
+from lenga.photometry import MAG_ERR_PER_REL_FLUX
 from lenga.schema import UPPER_LIMIT
-from lenga.sim.lightcurves import LIGHT_CURVE_CLASSES
+from lenga.sim.classes import LIGHT_CURVE_CLASSES
 from lenga.sim.population import SimObject, make_object
-from lenga.sim.survey import MAG_PER_RELATIVE_FLUX, SURVEYS, night_conditions, njy_to_mag
+from lenga.sim.survey import SURVEYS, night_conditions, njy_to_mag
 
 #: Objects simulated per task: enough for extract_features to run vectorised, small enough to balance;
 #: small sets use chunks of twice their size (the first n_per_class by key do not depend on it).
@@ -42,37 +44,6 @@ START_MJD = 58300
 WARMUP_DAYS = 30.0
 #: Give up on a class whose objects almost never reach min_detections (a broken model, not bad luck).
 MIN_ACCEPTANCE = 0.02
-#: The share of each class's objects observed by ZTF (the rest by LSST).
-DEFAULT_SURVEY_MIX = {"ztf": 0.7, "lsst": 0.3}
-
-
-@dataclass(frozen=True)
-class TrainingSetConfig:
-    """What to simulate: ``n_per_class`` classifiable objects per leaf class, from ``seed``.
-
-    ``baseline_days``: (min, max) length of an object's observed history, uniform; ``survey_mix``:
-    fraction of objects per survey; ``min_detections``/``detection_bands``: the stream's
-    classification criterion.
-    """
-
-    n_per_class: int
-    seed: int
-    baseline_days: tuple[float, float] = (60.0, 730.0)
-    survey_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SURVEY_MIX))
-    min_detections: int = 6
-    detection_bands: tuple[str, ...] = ("g", "r")
-
-    def __post_init__(self):
-        if self.n_per_class < 1:
-            raise ValueError(f"n_per_class must be >= 1, got {self.n_per_class}")
-        lo, hi = self.baseline_days
-        if not 30 <= lo <= hi:
-            raise ValueError(f"baseline_days must be (min, max) with 30 <= min <= max, got {self.baseline_days}")
-        unknown = set(self.survey_mix) - set(SURVEYS)
-        if unknown or not self.survey_mix or min(self.survey_mix.values()) < 0:
-            raise ValueError(f"survey_mix needs non-negative weights of {sorted(SURVEYS)}, got {self.survey_mix}")
-
-
 def simulate_object(config: TrainingSetConfig, class_index: int, key: int) -> SimObject:
     """Object ``key`` of leaf class ``LEAF_CLASSES[class_index]``: survey, baseline and physics drawn
     from ``default_rng((seed, class_index, key))``."""
@@ -113,7 +84,7 @@ def curve_points(o: SimObject) -> dict[str, np.ndarray]:
     flux, err = o.phot.flux[keep], o.phot.flux_err[keep]
     is_det = det[keep]
     with np.errstate(divide="ignore"):
-        magpsf, sigmapsf = njy_to_mag(flux), MAG_PER_RELATIVE_FLUX * err / np.abs(flux)
+        magpsf, sigmapsf = njy_to_mag(flux), MAG_ERR_PER_REL_FLUX * err / np.abs(flux)
     nan = np.full(is_det.size, np.nan)
     return {
         "kind": np.where(is_det, DETECTION, UPPER_LIMIT).astype(object),
@@ -147,7 +118,6 @@ def curves_table(surveys: list[str], object_ids: list[str], curves: list[dict[st
 
 def _chunk(args: tuple[TrainingSetConfig, FeatureConfig, int, int, int]) -> tuple[int, int, pd.DataFrame, int]:
     """Features of the classifiable objects among keys [chunk * size, (chunk + 1) * size)."""
-    from udfs.features import curve_features  # the stream's own feature function
 
     config, features_config, class_index, chunk, size = args
     surveys, ids, curves = [], [], []

@@ -4,7 +4,8 @@
 ``expected_counts`` and ``write_directory`` work on them. See lenga/sim/night.py.
 """
 
-from lenga.sim.lightcurves import LIGHT_CURVE_CLASSES, register
+from lenga.sim.classes import LIGHT_CURVE_CLASSES
+from lenga.sim.lightcurves import register
 from lenga.sim.night import SimAlert, SimConfig, expected_counts, simulate, write_directory
 
 __all__ = ["LIGHT_CURVE_CLASSES", "SimAlert", "SimConfig", "expected_counts", "register", "simulate", "write_directory"]

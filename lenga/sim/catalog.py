@@ -21,7 +21,6 @@ cos dec), ``pmdec`` (mas/yr), ``parallax`` (mas; null for extragalactic sources)
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -32,13 +31,10 @@ import pyarrow.parquet as pq
 from astropy.coordinates import SkyCoord
 from astropy.time import Time
 
-from lenga.io.lake import Lake
+from lenga.healpix import hpx_index
 from lenga.sim.night import SURVEY_CODE, SimConfig, build_population
 from lenga.sim.population import SimObject
-from lenga.xmatch.catalog import apply_proper_motion, load_catalog_specs
-from lenga.xmatch.healpix import hpx_index
-from lenga.xmatch.step import DEFAULT_CATALOGS_FILE
-from lenga.xmatch.store import IngestResult, ingest_catalog
+from lenga.xmatch.catalog import apply_proper_motion
 
 # Gaia DR3 reference epoch (Julian year) of the catalog positions.
 GAIA_EPOCH = 2016.0
@@ -166,16 +162,3 @@ def write_demo_catalog(config: SimConfig, path: str | Path, n_field: int = DEFAU
     for name in ("source_id", "ra", "dec"):
         digest.update(table.column(name).to_numpy().tobytes())
     return f"sim-{digest.hexdigest()[:12]}"
-
-
-def ingest_demo_catalog(lake: Lake, config: SimConfig, catalogs_file: str | Path | None = None,
-                        n_field: int = DEFAULT_FIELD_SOURCES) -> IngestResult:
-    """Write the demo catalog where the ``demo`` declaration of the catalogs file says (``{lake}``
-    is ``lake``'s root) and ingest it with the digest version: the demo's matches out of the box."""
-    path = catalogs_file or DEFAULT_CATALOGS_FILE
-    specs, _ = load_catalog_specs(path)
-    declared = [s for s in specs if s.name == DEMO_CATALOG]
-    if not declared:
-        raise ValueError(f"{path} declares no {DEMO_CATALOG!r} catalog")
-    spec = declared[0].in_lake(lake.root)
-    return ingest_catalog(lake, dataclasses.replace(spec, version=write_demo_catalog(config, spec.path, n_field)))

@@ -11,6 +11,8 @@ object the survey cannot see at all. Models are vectorised over epochs: one call
 light curve of an object.
 
 The registry :data:`LIGHT_CURVE_CLASSES` maps a class name to its model; :func:`register` adds one.
+The physical classes are plug-ins that register themselves: import :mod:`lenga.sim.classes` for the
+full registry.
 It holds the 15 light-curve classes of ALeRCE (Sánchez-Sáez et al. 2021; models in
 :mod:`lenga.sim.classes`, one module per branch) plus a constant star and an asteroid, which reach
 the alert stream but are not light-curve classes. Each model
@@ -211,12 +213,3 @@ def register(model: LightCurveModel) -> LightCurveModel:
 
 for _model in (ConstantStar(), Asteroid()):
     register(_model)
-
-# The 15 light-curve classes (lenga.sim.classes registers them on import; it needs everything above).
-from lenga.lc_classifier.taxonomy import ALERCE_CLASSES  # noqa: E402
-from lenga.sim.classes.periodic import LongPeriodVariable, RRLyrae  # noqa: E402
-from lenga.sim.classes.stochastic import QuasarDRW  # noqa: E402
-from lenga.sim.classes.transients import SupernovaIa  # noqa: E402
-
-__all__ = ["ALERCE_CLASSES", "LIGHT_CURVE_CLASSES", "Asteroid", "ConstantStar", "LightCurveModel", "LongPeriodVariable",
-           "QuasarDRW", "RRLyrae", "SampleContext", "SupernovaIa", "register"]

@@ -22,7 +22,7 @@ import fastavro
 import numpy as np
 
 from lenga.sim import lsst, ztf
-from lenga.sim.lightcurves import LIGHT_CURVE_CLASSES
+from lenga.sim.classes import LIGHT_CURVE_CLASSES
 from lenga.sim.population import SimObject, assign_ids, make_object, sky_positions
 from lenga.sim.survey import SURVEYS, night_conditions
 

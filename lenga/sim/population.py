@@ -19,7 +19,7 @@ from astropy import units as u
 from astropy.coordinates import BarycentricMeanEcliptic, SkyCoord
 
 from lenga.sim import artifacts, cutouts
-from lenga.sim.lightcurves import LightCurveModel, Params, SampleContext
+from lenga.sim.lightcurves import Asteroid, LightCurveModel, Params, SampleContext
 from lenga.sim.survey import Epochs, NightConditions, Photometry, SurveyModel, mag_to_njy, observe, schedule
 
 # Real/bogus scores: real sources score high, subtraction artefacts low (Duev et al. 2019 show
@@ -136,8 +136,6 @@ def sky_positions(rng: np.random.Generator, survey: SurveyModel, n: int, where: 
     dec = np.degrees(np.arcsin(rng.uniform(lo, hi, n)))
     ecl = where == "ecliptic"
     if ecl.any():
-        from lenga.sim.lightcurves import Asteroid
-
         lon = rng.uniform(0.0, 360.0, ecl.sum())
         lat = np.clip(rng.normal(0.0, Asteroid.ECLIPTIC_LATITUDE_SIGMA_DEG, ecl.sum()), -89.0, 89.0)
         icrs = SkyCoord(lon * u.deg, lat * u.deg, frame=BarycentricMeanEcliptic()).icrs

@@ -17,25 +17,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# AB magnitude of 1 nJy (Oke & Gunn 1983): m = -2.5 log10(f / 3631 Jy).
-NJY_ZEROPOINT = 31.4
+from lenga.photometry import AB_ZEROPOINT_NJY, MAG_ERR_PER_REL_FLUX
+
 # Detection threshold of both surveys' difference-image source detection [sigma].
 DETECTION_SIGMA = 5.0
 # Fraction of a static point source's flux left by imperfect PSF matching and registration in the
 # difference image, as a Gaussian sigma (Alard & Lupton 1998; Zackay, Ofek & Gal-Yam 2016).
 SUBTRACTION_RESIDUAL_FRACTION = 0.01
-# 2.5 / ln(10): converts a relative flux error into a magnitude error.
-MAG_PER_RELATIVE_FLUX = 2.5 / np.log(10)
 
 
 def mag_to_njy(mag: np.ndarray | float) -> np.ndarray:
     """AB magnitude to flux in nJy (``inf`` magnitude gives 0)."""
-    return 10.0 ** (-0.4 * (np.asarray(mag, dtype=float) - NJY_ZEROPOINT))
+    return 10.0 ** (-0.4 * (np.asarray(mag, dtype=float) - AB_ZEROPOINT_NJY))
 
 
 def njy_to_mag(flux: np.ndarray | float) -> np.ndarray:
     """Flux in nJy to AB magnitude (of its absolute value, as survey pipelines report magpsf)."""
-    return NJY_ZEROPOINT - 2.5 * np.log10(np.abs(flux))
+    return AB_ZEROPOINT_NJY - 2.5 * np.log10(np.abs(flux))
 
 
 @dataclass(frozen=True)
@@ -226,7 +224,7 @@ class Photometry:
 
     @property
     def sigmapsf(self) -> np.ndarray:
-        return MAG_PER_RELATIVE_FLUX * self.flux_err / np.abs(self.flux)
+        return MAG_ERR_PER_REL_FLUX * self.flux_err / np.abs(self.flux)
 
 
 def observe(

@@ -25,9 +25,9 @@ import fastavro
 import numpy as np
 
 import lenga.survey
+from lenga.photometry import AB_ZEROPOINT_NJY, MAG_ERR_PER_REL_FLUX
 from lenga.sim import cutouts
 from lenga.sim.population import SimObject
-from lenga.sim.survey import MAG_PER_RELATIVE_FLUX, NJY_ZEROPOINT
 
 SCHEMA_VERSION = "4.02"
 SCHEMA_PATH = Path(lenga.survey.__file__).parent / "schemas" / "ztf" / SCHEMA_VERSION / "alert.json"
@@ -266,8 +266,8 @@ def _detection(o: SimObject, j: int) -> dict:
     meta = o.cache["ztf"]
     rec = _epoch_common(o, j)
     flux, err = float(o.phot.flux[j]), float(o.phot.flux_err[j])
-    mag = NJY_ZEROPOINT - 2.5 * np.log10(abs(flux))
-    sig = MAG_PER_RELATIVE_FLUX * err / abs(flux)
+    mag = AB_ZEROPOINT_NJY - 2.5 * np.log10(abs(flux))
+    sig = MAG_ERR_PER_REL_FLUX * err / abs(flux)
     shape = meta["morphology"]
     fwhm_pix = float(shape["fwhm"][j])
     elong = float(shape["elong"][j])
@@ -341,7 +341,7 @@ def _forced(o: SimObject, j: int) -> dict:
         return o.cache[key]
     meta = o.cache["ztf"]
     zp = float(meta["magzpsci"][j])
-    dn_per_njy = 10 ** (0.4 * (zp - NJY_ZEROPOINT))
+    dn_per_njy = 10 ** (0.4 * (zp - AB_ZEROPOINT_NJY))
     band = o.epochs.band[j]
     rec = {
         "field": meta["field"],
@@ -376,7 +376,7 @@ def history(o: SimObject, i: int) -> np.ndarray:
 def _stamps(o: SimObject, i: int) -> dict[str, dict]:
     """The three gzipped FITS cutouts of epoch ``i``, in DN."""
     triplet = o.stamps(i)
-    dn = np.float32(10 ** (0.4 * (o.cache["ztf"]["magzpsci"][i] - NJY_ZEROPOINT)))
+    dn = np.float32(10 ** (0.4 * (o.cache["ztf"]["magzpsci"][i] - AB_ZEROPOINT_NJY)))
     candid, pid = int(o.cache["ztf"]["candid"][i]), int(o.cache["ztf"]["pid"][i])
     out = {}
     for field, image, suffix in (

@@ -10,8 +10,8 @@ AGN, SN, VS (variable star), asteroid or bogus from the science, template and di
 * :mod:`lenga.stamps.dataset`: simulated first detections of every registered class;
 * :mod:`lenga.stamps.model`: the torch network; :mod:`lenga.stamps.train`: training, evaluation;
 * :mod:`lenga.stamps.inference`: a trained model on Arrow batches of the ``alerts`` table;
-* :mod:`lenga.stamps.step`: the stream's ``stamp_classifications`` step;
-* :mod:`lenga.stamps.bench`: ``measure()`` for jobs/benchmark.py; :mod:`lenga.stamps.report`: a
+* :mod:`lenga.stream.steps.stamps`: the stream's ``stamp_classifications`` step;
+* :mod:`lenga.bench.stamps`: ``measure()`` for jobs/benchmark.py; :mod:`lenga.bench.reports.stamps`: a
   PNG grid of real cutouts with their predicted classes.
 """
 

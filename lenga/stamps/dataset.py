@@ -24,9 +24,15 @@ import numpy as np
 import pyarrow as pa
 
 from lenga import schema
+from lenga.sim import lsst as sim_lsst
+from lenga.sim import ztf as sim_ztf
+from lenga.sim.classes import LIGHT_CURVE_CLASSES
+from lenga.sim.population import assign_ids, make_object, sky_positions
+from lenga.sim.survey import SURVEYS, night_conditions
 from lenga.stamps import CLASSES
 from lenga.stamps.features import model_inputs
 from lenga.stamps.preprocess import CROP
+from lenga.survey import lsst, ztf
 
 # Simulated period: the survey's alert history before a window of alert nights starting
 # 2025-05-01 (as lenga.sim.night); first detections fall anywhere in it.
@@ -59,7 +65,6 @@ class StampSet:
 
 
 def _models(stamp_class: str) -> list:
-    from lenga.sim.lightcurves import LIGHT_CURVE_CLASSES
 
     models = sorted((m for m in LIGHT_CURVE_CLASSES.values() if m.stamp_class == stamp_class), key=lambda m: m.name)
     if not models:
@@ -70,8 +75,6 @@ def _models(stamp_class: str) -> list:
 def first_detections(survey_name: str, n_per_class: int, seed: int) -> tuple[list, list[int], list[int]]:
     """Simulated objects with at least one detection, ``n_per_class`` per stamp class, with the
     epoch index of their first detection and their class index."""
-    from lenga.sim.population import make_object, sky_positions
-    from lenga.sim.survey import SURVEYS, night_conditions
 
     survey = SURVEYS[survey_name]
     code = SURVEY_CODE[survey_name]
@@ -114,9 +117,6 @@ def _plain(record: dict) -> dict:
 
 def assign_survey_ids(survey_name: str, objects: list) -> None:
     """Object and detection ids of the drawn objects, as lenga.sim.night gives a population."""
-    from lenga.sim import lsst as sim_lsst
-    from lenga.sim import ztf as sim_ztf
-    from lenga.sim.population import assign_ids
 
     if survey_name == "ztf":
         assign_ids(objects, source_id_base=0)
@@ -130,9 +130,6 @@ def alert_rows(survey_name: str, objects: list, epochs: list[int]) -> pa.Table:
     """The alerts-table rows (lenga.schema.ALERTS, before the decoder's batch completion) of the
     given detections of objects with ids, built by the simulator's record builders and the
     decoder's ``extract``."""
-    from lenga.sim import lsst as sim_lsst
-    from lenga.sim import ztf as sim_ztf
-    from lenga.survey import lsst, ztf
 
     if survey_name == "ztf":
         rows = [ztf.extract(_plain(sim_ztf.build_record(o, i))).alert for o, i in zip(objects, epochs, strict=True)]

@@ -32,10 +32,9 @@ import pyarrow.compute as pc
 from astropy import units as u
 from astropy.coordinates import BarycentricMeanEcliptic, SkyCoord
 
+from lenga.photometry import AB_ZEROPOINT_NJY
 from lenga.stamps.preprocess import CUTOUT_COLUMNS, stamp_batch
 
-# AB magnitude of 1 nJy (LSST fluxes; Oke & Gunn 1983).
-NJY_ZEROPOINT = 31.4
 # ZTF writes -999 (and sometimes -99) where a catalogue field has no match.
 SENTINEL_BELOW = -98.0
 
@@ -69,7 +68,7 @@ def _galactic_latitude(get) -> np.ndarray:
 
 
 def _lsst_mag(get) -> np.ndarray:
-    return NJY_ZEROPOINT - 2.5 * np.log10(np.abs(get("psfFlux")))
+    return AB_ZEROPOINT_NJY - 2.5 * np.log10(np.abs(get("psfFlux")))
 
 
 def _lsst_snr(get) -> np.ndarray:

@@ -29,7 +29,7 @@ from lenga.stamps.preprocess import CUTOUT_COLUMNS
 #: Classifier names in ``stamp_classifications.classifier``, per survey.
 CLASSIFIER_NAME = {"ztf": "stamp_classifier", "lsst": "stamp_classifier_lsst"}
 #: Alerts per forward pass: 256 ran 1.5x faster per alert than 2,000 on one CPU thread here (the
-#: four rotations' activations of a chunk stay in cache); measured with lenga.stamps.bench.
+#: four rotations' activations of a chunk stay in cache); measured with lenga.bench.stamps.
 NETWORK_CHUNK = 256
 #: Alert columns copied to every output row.
 ID_COLUMNS = ("survey", "objectId", "candid", "night", "mjd", "ingest_batch_id")

@@ -22,10 +22,10 @@ import pandas as pd
 import polars as pl
 from packaging.version import InvalidVersion, Version
 
+from lenga.tables import LC_CLASSIFICATIONS_TABLE as LC_TABLE
+from lenga.tables import STAMP_CLASSIFICATIONS_TABLE as STAMP_TABLE
 from lenga.viz.cutouts import CUTOUT_COLUMNS
 
-STAMP_TABLE = "stamp_classifications"
-LC_TABLE = "lc_classifications"
 #: columns of the detections and non-detections read for a light curve.
 DETECTION_COLUMNS = ("survey", "objectId", "candid", "mjd", "band", "magpsf", "sigmapsf", "psfFlux", "psfFluxErr",
                      "isdiffpos")

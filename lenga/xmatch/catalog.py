@@ -4,7 +4,7 @@ A catalog export (Gaia, AllWISE, VSX, MILLIQUAS, the simulator's demo catalog) i
 ``conf/catalogs.yaml`` (one ``CatalogSpec`` each), read once with ``read_catalog`` and turned by
 ``prepare_catalog`` into the table the stream matches against: validated coordinates, the configured
 columns only, an ``hpx`` column (nested HEALPix at the order the match radius needs, see
-``lenga.xmatch.healpix``) and rows sorted by ``hpx`` so that a pixel's sources are one contiguous run.
+``lenga.healpix``) and rows sorted by ``hpx`` so that a pixel's sources are one contiguous run.
 """
 
 from __future__ import annotations
@@ -24,12 +24,16 @@ from astropy.coordinates import SkyCoord
 from astropy.time import Time
 from erfa import ErfaWarning
 
-from lenga.xmatch.healpix import hpx_index, order_for_radius
+from lenga.config import CONF_DIR
+from lenga.healpix import hpx_index, order_for_radius
 
 FORMATS = ("parquet", "csv", "fits", "delta")
 MODES = ("nearest", "all")
 
-# Column added by prepare_catalog, the order of that index as stored in the lake (lenga.xmatch.store),
+#: The catalog declarations a deployment uses unless told otherwise.
+DEFAULT_CATALOGS_FILE = CONF_DIR / "catalogs.yaml"
+
+# Column added by prepare_catalog, the order of that index as stored in the lake (lenga.stream.catalogs),
 # and the columns every match row starts with (see lenga.xmatch.match): configured catalog columns may
 # not reuse these names.
 HPX_COLUMN = "hpx"

@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 from astropy.coordinates import angular_separation
 
+from lenga.healpix import block_pixels
 from lenga.xmatch.catalog import HPX_COLUMN, CatalogSpec, float_column
-from lenga.xmatch.healpix import block_pixels
 
 # Object columns every match input has (one row per new object, positions in degrees).
 OBJECT_COLUMNS = ("survey", "objectId", "ra", "dec")

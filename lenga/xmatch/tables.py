@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lenga.io.lake import PARTITION_COLUMN, TableSpec
 from lenga.schema import described_field as _field
+from lenga.tables import PARTITION_COLUMN, TableSpec
 from lenga.xmatch.catalog import CatalogSpec
 from lenga.xmatch.match import OBJECT_COLUMNS, crossmatch
 from lenga.xmatch.objects import OBJECT_KEYS, alert_objects

@@ -7,11 +7,12 @@ simulator models, one module per branch of its taxonomy:
 - :mod:`~lenga.sim.classes.periodic`: LPV, E, DSCT, RRL, CEP, Periodic-Other (Fourier templates and
   eclipse geometry).
 
-Importing this package registers every model in :data:`lenga.sim.lightcurves.LIGHT_CURVE_CLASSES`.
+Importing this package registers every model in :data:`LIGHT_CURVE_CLASSES` (the registry of
+:mod:`lenga.sim.lightcurves`, which imports none of them): read the registry from here.
 """
 
-import lenga.sim.lightcurves  # noqa: F401  (the base classes; it imports the branch modules below)
-from lenga.lc_classifier.taxonomy import ALERCE_CLASSES
-from lenga.sim.classes import periodic, stochastic, transients  # noqa: F401
+from lenga.sim.classes import periodic, stochastic, transients  # noqa: F401  (each registers its models)
+from lenga.sim.lightcurves import LIGHT_CURVE_CLASSES
+from lenga.taxonomy import ALERCE_CLASSES
 
-__all__ = ["ALERCE_CLASSES"]
+__all__ = ["ALERCE_CLASSES", "LIGHT_CURVE_CLASSES"]
