@@ -1,10 +1,29 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the suite's three folders as markers.
+
+``tests/unit`` needs neither Spark nor a broker (seconds), ``tests/spark`` a local Spark session,
+``tests/e2e`` the broker, whole queries, jobs, notebooks or a cluster. Each test is marked with its
+folder's name: ``./spark-submit.sh test tests/unit`` or ``./spark-submit.sh test -m unit``.
+"""
 
 from pathlib import Path
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SUITES = {"unit": "no Spark, no broker (seconds)", "spark": "a local Spark session",
+          "e2e": "the broker, whole queries, jobs, notebooks or a cluster"}
+
+
+def pytest_configure(config):
+    for name, what in SUITES.items():
+        config.addinivalue_line("markers", f"{name}: {what}")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        suite = Path(str(item.fspath)).parent.name
+        if suite in SUITES:
+            item.add_marker(suite)
 
 
 @pytest.fixture(scope="session")

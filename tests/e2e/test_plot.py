@@ -28,7 +28,7 @@ from lenga.viz.cutouts import CutoutError, display_limits, read_cutout
 from lenga.viz.plots import DPI, NO_CLASSIFICATION, OBJECT_FIGSIZE, UPPER_LIMIT_MARKER, object_figure
 from lenga.viz.read import LC_TABLE, STAMP_TABLE, latest_classification, load_object
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STAMP_CLASSES = ["AGN", "SN", "VS", "asteroid", "bogus"]
 TOP_CLASSES = ["Periodic", "Stochastic", "Transient"]
 # The agreed session-2 table schemas (column order and types of the classifiers' writers).

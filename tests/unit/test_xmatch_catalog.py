@@ -17,7 +17,7 @@ from pyarrow import csv
 from lenga.healpix import hpx_index
 from lenga.xmatch.catalog import CatalogSpec, load_catalog_specs, prepare_catalog, read_catalog
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 BASE = {
     "name": "vsx",

@@ -235,7 +235,7 @@ def test_lsst_fluxes_alone_give_magnitude_features():
 
 
 def test_config_validation_and_yaml_defaults():
-    text = (Path(__file__).resolve().parents[1] / "conf" / "features.yaml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "conf" / "features.yaml").read_text()
     assert FeatureConfig.from_dict(yaml.safe_load(text)) == CONFIG
     with pytest.raises(ValueError, match="unknown feature configuration keys \\['min_point'\\]"):
         FeatureConfig.from_dict({"min_point": 6})

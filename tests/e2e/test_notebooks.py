@@ -11,7 +11,7 @@ import pytest
 from demo_lake import core_only_copy, demo_lake
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CELL_TIMEOUT_S = 300
 # Figures each notebook shows on the demo lake (its plots are figures, not text placeholders).
 FIGURES = {"01_object.ipynb": 2, "02_night.ipynb": 2, "03_crossmatch_features.ipynb": 2,

@@ -16,7 +16,7 @@ from jobs import reclassify as reclassify_job
 from lenga.config import load_config
 from lenga.stream.reclassify import curve_row, reclassify
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLASSIFICATIONS = ("lc_classifications", "stamp_classifications")
 #: Columns that say *when* a row was written, not what it says.
 BOOKKEEPING = ("batch_id", "ingest_batch_id", "last_batch_id")

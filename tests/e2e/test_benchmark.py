@@ -10,7 +10,7 @@ import json
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ALERTS = 600
 BENCH_TIMEOUT_S = 600
 

@@ -19,7 +19,7 @@ from lenga.io.kafka import create_topics, publish
 from lenga.sim.night import SimConfig, expected_counts, simulate, write_directory
 from lenga.stream.ingest import run_stream
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def simulated(topic_prefix: str, **overrides):

@@ -38,7 +38,7 @@ from lenga.stream.ingest import run_stream
 from lenga.stream.steps.xmatch import XMATCH, XMATCH_OBJECTS
 from lenga.tables import TABLE_SPECS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPARK_CLASS = Path(pyspark.__file__).parent / "bin" / "spark-class"
 WORKERS = 2
 WORKER_MEMORY = "1g"          # per worker; one executor of spark.executor.memory's default 1g fits
