@@ -13,16 +13,16 @@ Stages, each measured on the same messages:
                       against the demo catalog of the simulated sky, ingested first: its stars,
                       hosts and quasars plus 20,000 field sources)
 - ``core_tables``     inside the stream: Kafka → the four Delta tables (read, decode, commits), steps
-                      excluded: issue 2's scope
+                      excluded (the ingest's own throughput target)
 - ``core_tables_alone``  the same as a query of its own, without steps, in a fresh process (its own
                       JVM and Python workers, cold start included), run before everything else:
                       alerts over the query's wall time; ``core_tables_alone`` in the JSON also
                       has the rate over its micro-batches alone (``batches_alerts_per_s``, without
-                      the query's start), latencies and peak RSS/PSS (issue 2's memory target)
+                      the query's start), latencies and peak RSS/PSS (the ingest's memory target)
 - ``core_tables_beside_aggregation``  the same fresh-process query while the aggregation query
                       (curves → ``objects``, on a processing-time trigger) runs beside it in the
-                      same application, on the same cores: issue 3's "aggregation does not slow the
-                      ingest path"; its JSON object adds the aggregation's catch-up time after the
+                      same application, on the same cores: how much the aggregation slows the
+                      ingest; its JSON object adds the aggregation's catch-up time after the
                       ingest drained the topic
 - ``end_to_end``      the ingest query from start to drained topic (the headline ``alerts_per_s``;
                       includes its enrichment steps: the stamp classifier, the cross-match when a

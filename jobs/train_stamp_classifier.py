@@ -101,7 +101,7 @@ Adam, class-balanced cross-entropy, early stopping on the validation loss (best 
 ## Limits
 Trained on simulations only: the accuracy above is the simulator's, not the sky's. Real alerts
 differ (PSF wings, host morphologies, artefact variety, the real distributions of metadata);
-see the closing notes of issue 6 for the predicted classes of the real ZTF alerts in
+``python -m lenga.bench.reports.stamps`` scores the model on the real alerts of
 ../shared/data. Use the probabilities for ranking and triage, not as calibrated posteriors.
 """
 

@@ -1,4 +1,4 @@
-"""Stamp classifier (issue 6): a rotation-invariant CNN on an alert's three cutouts plus metadata.
+"""Stamp classifier: a rotation-invariant CNN on an alert's three cutouts plus metadata.
 
 ALeRCE's fast classifier (Carrasco-Davis et al. 2021) sorts the first alert of an object into
 AGN, SN, VS (variable star), asteroid or bogus from the science, template and difference cutouts

@@ -41,7 +41,7 @@ starts from the same state and emits the same rows.
 group costs milliseconds whatever the function does (measured on this 2-core machine, 8,029
 objects: ``applyInPandas`` with a no-op function 2.7 ms of worker CPU per group with 3 columns,
 4.5 ms with the 17 point columns, plus ~1 ms in the JVM; ``transformWithStateInPandas`` adds a
-socket round trip to the JVM's state server per state call: 8-10 ms per object in session 2, and
+socket round trip to the JVM's state server per state call: 8-10 ms per object, and
 0.6 ms per call with a MapState over hash buckets). So the default operator has no Python per
 object: **Spark's streaming aggregation** (``state_ttl_days: null``), ``collect_list`` of the
 object's packed points (lenga.curves.packing: each reading task packs an object's points into one
@@ -106,8 +106,8 @@ picklable function of a block of curves (and of the rows computed before it) →
 runs the ``objects`` statistics and every such function in one ``mapInArrow``, right on the
 streaming aggregation's rows (``aggregated_curve_table`` in the same worker), persists the result
 once and hands each step its rows in ``batch.computed``: the step only adds its batch column and
-writes. Before, the curves went to Python four times per batch (curve rows, ``objects`` rows,
-features, classification, the last even twice) and were cached in the JVM. 20,000 alerts (8,029
+writes. The curves thus go to Python once per batch, not once per consumer (curve rows, ``objects``
+rows, features, classification) with a cache in the JVM between them. 20,000 alerts (8,029
 objects, one micro-batch; ``python -m lenga.bench.aggregate --alerts 20000 --repeats 3``, CPU
 seconds of driver + JVM + Python workers on the loaded 2-core machine, C1-only JIT of
 conf/lenga.yaml): 47.6 → 42.8 in a fresh session (JIT and Python workers' imports included),
@@ -117,7 +117,6 @@ rows, persisted) exists only when a step outside the pass is registered; it is N
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -129,7 +128,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming import StreamingQuery
-from pyspark.sql.types import StringType, StructField, StructType
 
 from lenga.config import Config, ConfigError
 from lenga.curves.packing import ALERTS, DETECTIONS, NON_DETECTIONS, PACKED_SCHEMA, pack_batches
@@ -144,8 +142,7 @@ from lenga.curves.points import (
     OBJECTS_HPX_ORDER,
     target_pixels,
 )
-from lenga.io.delta_source import DeltaDataSource
-from lenga.io.lake import DeltaSparkLake, Lake, open_lake, spark_schema
+from lenga.io.lake import TABLE_COLUMN, Lake, open_lake
 from lenga.io.session import await_query, build_session, chained_query, start_in_pool
 from lenga.schema import described_field as _field
 from lenga.stream.ingest import query_app_id
@@ -267,19 +264,8 @@ class AggregationSettings:
         return self.checkpoint or str(Path(config.stream.checkpoint).parent / "aggregate")
 
 
-#: The column of the aggregation's input naming each row's table (see :func:`tagged_union`).
-TABLE_COLUMN = "table"
-
-
-def tagged_union(frames: dict[str, DataFrame]) -> DataFrame:
-    """Rows of several tables (name → DataFrame) as one DataFrame: the union of their columns, null
-    where a table lacks one, and :data:`TABLE_COLUMN` naming each row's table."""
-    tagged = [df.withColumn(TABLE_COLUMN, F.lit(name)) for name, df in frames.items()]
-    return functools.reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), tagged)
-
-
 def point_rows(tables: DataFrame) -> DataFrame:
-    """The :data:`POINT_READS` tables (a :func:`tagged_union` or :func:`lake_stream`) as
+    """The :data:`POINT_READS` tables (a :func:`lenga.io.lake.tagged_union` or :meth:`lenga.io.lake.Lake.stream_appends`) as
     light-curve points and alert-context rows, shaped alike: ``OBJECT_KEY``, ``CURVE_COLUMNS``,
     ``CONTEXT_COLUMNS``. Detections get kind ``DETECTION``; non-detections keep theirs (upper limit
     or forced photometry) and get candid ``NO_CANDID``; alerts are kind ``udfs.curves.ALERT``
@@ -296,64 +282,21 @@ def point_rows(tables: DataFrame) -> DataFrame:
                          *[F.col(c).cast("double").alias(c) for c in CONTEXT_COLUMNS])
 
 
-def _lenga_reader(spark: SparkSession, lake: Lake, source: type, tables: Sequence[str],
-                  settings: AggregationSettings):
-    """A streaming reader of one of lenga's Python sources over several delta-rs tables
-    (lenga.io.delta_source: offsets, task balancing, the table column)."""
-    spark.dataSource.register(source)
-    reader = (spark.readStream.format(source.name()).option("paths", ",".join(lake.path(name) for name in tables))
-              .option("tableColumn", TABLE_COLUMN).option("tasks", spark.sparkContext.defaultParallelism))
-    if settings.max_versions_per_trigger:
-        reader = reader.option("maxVersionsPerTrigger", settings.max_versions_per_trigger)
-    return reader
-
-
-def lake_stream(spark: SparkSession, lake: Lake, reads: dict[str, list[str]],
-                settings: AggregationSettings) -> DataFrame:
-    """Streaming read of the appends of several lake tables (name → the columns read), as one
-    DataFrame shaped like :func:`tagged_union`'s. On a delta-rs lake one ``lenga_delta`` source
-    reads every table: Spark starts one Python planner process per Python source when a query
-    starts (~0.9 s each here) and plans each source's tasks apart, so one source means one planner
-    and tasks balanced over all the batch's files. With delta-spark, its source per table."""
-    specs = {name: TABLE_SPECS[name] for name in reads}
-    for spec in specs.values():
-        lake.ensure(spec)
-    if isinstance(lake, DeltaSparkLake):
-        streams = {}
-        for name, columns in reads.items():
-            reader = spark.readStream.format("delta")
-            if settings.max_versions_per_trigger:
-                reader = reader.option("maxFilesPerTrigger", settings.max_versions_per_trigger)
-            streams[name] = reader.load(lake.path(name)).select(*columns)
-        return tagged_union(streams)
-
-    fields = {}
-    for name, columns in reads.items():
-        fields.update({c: spark_schema(specs[name])[c] for c in columns if c not in fields})
-    schema = StructType([*fields.values(), StructField(TABLE_COLUMN, StringType())])
-    return _lenga_reader(spark, lake, DeltaDataSource, list(reads), settings).schema(schema).load()
-
-
 def packed_point_stream(spark: SparkSession, lake: Lake, settings: AggregationSettings) -> DataFrame:
     """The appends of the :data:`POINT_READS` tables as packed points
     (:data:`lenga.curves.packing.PACKED_SCHEMA`: per object, its points as one binary value and its
     latest alert's context). On a delta-rs lake the ``lenga_points`` source packs them in the task
     that reads the files; with delta-spark one ``mapInArrow`` packs the rows of its sources."""
 
-    if isinstance(lake, DeltaSparkLake):
-        return lake_stream(spark, lake, POINT_READS, settings).mapInArrow(pack_batches, from_arrow_schema(PACKED_SCHEMA))
-
-    for name in POINT_READS:
-        lake.ensure(TABLE_SPECS[name])
+    reads = {TABLE_SPECS[name]: columns for name, columns in POINT_READS.items()}
+    if not lake.python_table_sources:
+        return lake.stream_appends(reads, settings.max_versions_per_trigger).mapInArrow(
+            pack_batches, from_arrow_schema(PACKED_SCHEMA))
+    for spec in reads:
+        lake.ensure(spec)
     columns = list(dict.fromkeys(c for columns in POINT_READS.values() for c in columns))
-    return _lenga_reader(spark, lake, PackedPointsSource, list(POINT_READS), settings).option(
+    return lake.lenga_reader(PackedPointsSource, list(POINT_READS), settings.max_versions_per_trigger).option(
         "columns", ",".join(columns)).load()
-
-
-def table_stream(spark: SparkSession, lake: Lake, spec: TableSpec, settings: AggregationSettings,
-                 columns: list[str]) -> DataFrame:
-    """A streaming read of ``columns`` of one lake table's appends (:func:`lake_stream`)."""
-    return lake_stream(spark, lake, {spec.name: columns}, settings).drop(TABLE_COLUMN)
 
 
 def default_steps(config: Config, lake: Lake) -> list[ObjectStep]:

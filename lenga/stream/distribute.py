@@ -108,10 +108,10 @@ from lenga.filters.watchlist import cone_match
 from lenga.io.delta_source import table_arrow_schema
 from lenga.io.kafka import create_topics
 from lenga.io.kafka_sink import KafkaSinkWriter
-from lenga.io.lake import Lake, open_lake
+from lenga.io.lake import TABLE_COLUMN, Lake, open_lake
 from lenga.io.session import await_query, build_session, chained_query, start_in_pool
 from lenga.schema import ALERTS
-from lenga.stream.aggregate import OBJECTS, table_stream
+from lenga.stream.aggregate import OBJECTS
 from lenga.stream.predicate import CompiledFilter, compile_predicate
 from lenga.tables import FEATURES_TABLE as FEATURES
 from lenga.tables import LC_CLASSIFICATIONS_TABLE as LC
@@ -125,7 +125,6 @@ CUTOUT_COLUMNS = [name for name in ALERTS.names if name.startswith("cutout")]
 #: What the distribution query reads of the alerts table: everything but the cutouts.
 ALERT_COLUMNS = [name for name in ALERTS.names if name not in CUTOUT_COLUMNS]
 JD_MINUS_MJD = 2400000.5
-# Tables written by other stages, read when present (schemas in session2 / their modules).
 # Columns of the features table that identify a row rather than describe the curve.
 FEATURE_BOOKKEEPING = {"survey", "objectId", "feature_version", "night", "last_batch_id"}
 # Pinned filters files kept in the checkpoint (Spark keeps 100 batches of its own logs by default).
@@ -590,7 +589,7 @@ def start_distribution(spark: SparkSession, config: Config, lake: Lake,
     Path(checkpoint).mkdir(parents=True, exist_ok=True)
     writer = DistributionWriter(lake, settings, settings.bootstrap_for(config), checkpoint)
     writer.reloader.current()
-    alerts = table_stream(spark, lake, TABLE_SPECS["alerts"], settings, columns=ALERT_COLUMNS)
+    alerts = lake.stream_appends({TABLE_SPECS["alerts"]: ALERT_COLUMNS}, settings.max_versions_per_trigger).drop(TABLE_COLUMN)
     builder = chained_query(alerts, settings.query_name, writer, checkpoint,
                             settings.trigger or config.stream.trigger, config.stream.processing_time)
     return start_in_pool(builder, "distribution"), writer
