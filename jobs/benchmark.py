@@ -75,13 +75,14 @@ from lenga.bench.monitor import PeakRSS, Stopwatch, emit_report
 from lenga.bench.stamps import measure as measure_stamps
 from lenga.bench.xmatch import measure as measure_xmatch
 from lenga.config import add_config_arguments, load_config
+from lenga.curves.magstats import OBJECTS_SPEC
 from lenga.decode import decode_record_batch
 from lenga.io.broker import EmbeddedBroker
 from lenga.io.kafka import create_topics, publish
 from lenga.io.lake import open_lake
 from lenga.io.session import build_session
 from lenga.sim.night import SimConfig, simulate
-from lenga.stream.aggregate import OBJECTS_SPEC, AggregationSettings, run_aggregation, start_aggregation
+from lenga.stream.aggregate import AggregationSettings, run_aggregation, start_aggregation
 from lenga.stream.catalogs import ingest_demo_catalog
 from lenga.stream.distribute import run_distribution
 from lenga.stream.ingest import read_alert_stream, run_stream

@@ -47,6 +47,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from lenga.curves.magstats import object_statistics
 from lenga.curves.packing import ALERT, key_run_starts, table_blocks, unpack_points
 from lenga.curves.points import (
     CONTEXT_COLUMNS,
@@ -57,7 +58,6 @@ from lenga.curves.points import (
     NO_CANDID,
     OBJECT_KEY,
     merge_curves,
-    object_statistics,
 )
 from lenga.tables import OBJECTS_TABLE
 

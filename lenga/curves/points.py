@@ -1,4 +1,4 @@
-"""Per-object light curves and the ``objects`` statistics (ALeRCE's *aggregation* / magstats step).
+"""Per-object light curves: every point lenga has seen of an object, de-duplicated (ALeRCE's *aggregation*).
 
 An object's light curve is every point lenga has seen for it: detections (from the alert itself and
 from the history of every later alert), upper limits and forced photometry. The same point reaches
@@ -12,11 +12,7 @@ and :func:`merge_curves` returns the same rows, in the same (mjd) order, whateve
 repetitions and the splitting of its inputs. When two copies of a point differ (they should not),
 the smallest row in a total order over all columns wins, so the choice never depends on arrival.
 
-:func:`object_statistics` computes the ``objects`` row of many objects at once (one pandas groupby,
-no per-object Python), following ALeRCE's magnitude statistics (Förster et al. 2021, AJ 161, 242,
-sec. 3.3, "magstats"): per band first/last/mean/median/min/max/std magnitude, first/last MJD, and
-the rate of change since the first detection; plus the weighted mean position and its scatter.
-Everything is a function of the de-duplicated, mjd-sorted set, hence order-independent.
+The ``objects`` statistics of a curve are in :mod:`lenga.curves.magstats`.
 """
 
 from __future__ import annotations
@@ -24,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lenga.healpix import NO_PIXEL, hpx_index, neighbour_block
+from lenga.healpix import NO_PIXEL, neighbour_block
 from lenga.schema import FORCED, UPPER_LIMIT
 
 #: ``kind`` of a detection in a curve (non-detections keep their table's ``kind``).
@@ -52,7 +48,6 @@ BAND_STATS = ("ndet", "firstmjd", "lastmjd", "magfirst", "maglast", "magmean", "
 #: HEALPix order of the ``objects`` partition column ``hpx`` (192 pixels of ~15 deg, see
 #: lenga.stream.aggregate for why this bounds the files a MERGE rewrites).
 OBJECTS_HPX_ORDER = 2
-ARCSEC_PER_DEG = 3600.0
 #: The candid of a point that has none (non-detections) wherever a null cannot be used: in the
 #: de-duplication key, and in int64 columns crossing pandas (an int column with nulls becomes float64
 #: there, and ZTF candids exceed 2**53). Never compared with a real candid: keys include the kind.
@@ -136,118 +131,6 @@ def latest_context(alerts: pd.DataFrame) -> pd.DataFrame:
     latest = alerts.sort_values([*OBJECT_KEY, "mjd", "candid"], kind="mergesort").drop_duplicates(
         OBJECT_KEY, keep="last")
     return latest[[*OBJECT_KEY, "mjd", "candid", *CONTEXT_COLUMNS]].reset_index(drop=True)
-
-
-def statistics_columns() -> list[str]:
-    """Columns of :func:`object_statistics`, in order."""
-    per_band = [f"{stat}_{band}" for band in BANDS for stat in BAND_STATS]
-    return [*OBJECT_KEY, "ndet", "n_upper_limits", "n_forced", "firstmjd", "lastmjd",
-            "meanra", "meandec", "sigmara", "sigmadec", "hpx", *per_band]
-
-
-def _weighted_position(det: pd.DataFrame, group: pd.Series) -> pd.DataFrame:
-    """Weighted mean RA/Dec (deg) and weighted scatter (arcsec) of each object's detections.
-
-    Weights are 1/sigmapsf^2: a centroid's error scales as FWHM/SNR (e.g. King 1983, PASP 95, 163)
-    and SNR = 2.5/ln(10)/sigmapsf, so brighter detections count more. The mean is taken on unit
-    vectors (no RA wrap at 0/360 deg); scatter is the weighted RMS offset along RA (times cos Dec)
-    and Dec from that mean, in arcsec.
-    """
-    sigma = det["sigmapsf"].to_numpy(dtype=float)
-    ra = np.radians(det["ra"].to_numpy(dtype=float))
-    dec = np.radians(det["dec"].to_numpy(dtype=float))
-    usable = np.isfinite(sigma) & (sigma > 0) & np.isfinite(ra) & np.isfinite(dec)
-    w = np.where(usable, 1.0 / np.where(usable, sigma, 1.0) ** 2, 0.0)
-    ra0, dec0 = np.where(usable, ra, 0.0), np.where(usable, dec, 0.0)
-    xyz = pd.DataFrame({"w": w, "x": w * np.cos(dec0) * np.cos(ra0), "y": w * np.cos(dec0) * np.sin(ra0),
-                        "z": w * np.sin(dec0)}).groupby(group.to_numpy(), sort=False).sum()
-    mean_ra = np.degrees(np.arctan2(xyz["y"], xyz["x"])) % 360.0
-    mean_ra = mean_ra.where(mean_ra < 360.0, 0.0)  # -1e-20 % 360 rounds to 360.0
-    mean_dec = np.degrees(np.arctan2(xyz["z"], np.hypot(xyz["x"], xyz["y"])))
-    index = pd.Index(group.to_numpy())
-    ra_at = np.radians(mean_ra.reindex(index).to_numpy())
-    dec_at = np.radians(mean_dec.reindex(index).to_numpy())
-    dra = (np.angle(np.exp(1j * (ra0 - ra_at))) * np.cos(dec_at))  # wrapped to (-pi, pi]
-    ddec = dec0 - dec_at
-    spread = pd.DataFrame({"ra2": w * dra ** 2, "dec2": w * ddec ** 2}).groupby(group.to_numpy(), sort=False).sum()
-    weight = xyz["w"].where(xyz["w"] > 0)
-    to_arcsec = np.degrees(1.0) * ARCSEC_PER_DEG
-    return pd.DataFrame({
-        "meanra": mean_ra.where(weight.notna()), "meandec": mean_dec.where(weight.notna()),
-        "sigmara": np.sqrt(spread["ra2"] / weight) * to_arcsec,
-        "sigmadec": np.sqrt(spread["dec2"] / weight) * to_arcsec,
-    })
-
-
-def _band_statistics(det: pd.DataFrame, group: np.ndarray) -> pd.DataFrame:
-    """Per object and band: detections, first/last MJD and magnitude statistics.
-
-    Magnitudes come from positive detections only (``isdiffpos``): the magpsf of a negative
-    difference is the magnitude of |flux| of a source that faded below its template, on another
-    scale, and mixing both would make the mean meaningless. ``magstd`` is the sample standard
-    deviation (null for one point); ``magrate`` = (maglast - magfirst) / (lastmjd - firstmjd) in
-    mag/day, null when the positive detections span no time.
-    """
-    by = [group, det["band"].to_numpy()]
-    counts = det.groupby(by, sort=False).agg(ndet=("mjd", "size"))
-    positive = det["isdiffpos"].fillna(False).to_numpy(dtype=bool) & np.isfinite(det["magpsf"].to_numpy(dtype=float))
-    pos = det.loc[positive]
-    pos_by = [group[positive], pos["band"].to_numpy()]
-    mags = pos.groupby(pos_by, sort=False).agg(
-        firstmjd=("mjd", "first"), lastmjd=("mjd", "last"), magfirst=("magpsf", "first"),
-        maglast=("magpsf", "last"), magmean=("magpsf", "mean"), magmedian=("magpsf", "median"),
-        magmin=("magpsf", "min"), magmax=("magpsf", "max"), magstd=("magpsf", "std"))
-    span = mags["lastmjd"] - mags["firstmjd"]
-    mags["magrate"] = ((mags["maglast"] - mags["magfirst"]) / span).where(span > 0)
-    table = counts.join(mags, how="left")
-    table.index.names = ["group", "band"]
-    unknown = set(table.index.get_level_values("band")) - set(BANDS)
-    if unknown:
-        raise ValueError(f"unknown band(s) {sorted(unknown)}; lenga knows {BANDS}")
-    wide = table.unstack("band")
-    wide.columns = [f"{stat}_{band}" for stat, band in wide.columns]
-    return wide
-
-
-def object_statistics(curves: pd.DataFrame) -> pd.DataFrame:
-    """One ``objects`` row per (survey, objectId) of ``curves`` (the output of :func:`merge_curves`,
-    many objects at once), with the columns of :func:`statistics_columns`.
-
-    ``ndet``/``firstmjd``/``lastmjd`` count every detection; ``n_upper_limits``/``n_forced`` the
-    non-detections; an object with no detection yet (forced photometry only) has null magnitudes
-    and position. ``hpx`` is the nested HEALPix pixel at :data:`OBJECTS_HPX_ORDER` of the mean
-    position (the partition of the ``objects`` table), -1 without a position.
-    """
-    curves = merge_curves(curves)
-    columns = statistics_columns()
-    if curves.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object if c in OBJECT_KEY else "float64") for c in columns})
-    keys = curves[OBJECT_KEY].drop_duplicates().reset_index(drop=True)
-    group = curves.groupby(OBJECT_KEY, sort=False).ngroup().to_numpy()
-    kind = curves["kind"].to_numpy()
-    out = keys.copy()
-    for column, counted in (("ndet", DETECTION), ("n_upper_limits", UPPER_LIMIT), ("n_forced", FORCED)):
-        out[column] = np.bincount(group[kind == counted], minlength=len(out))
-    is_det = kind == DETECTION
-    det = curves.loc[is_det]
-    det_group = group[is_det]
-    span = det.groupby(det_group, sort=False)["mjd"].agg(["min", "max"]).reindex(out.index)
-    out["firstmjd"], out["lastmjd"] = span["min"].to_numpy(), span["max"].to_numpy()
-    position = _weighted_position(det, pd.Series(det_group)).reindex(out.index)
-    out = out.join(position)
-    has_position = out["meanra"].notna().to_numpy()
-    hpx = np.full(len(out), -1, dtype=np.int64)
-    hpx[has_position] = hpx_index(out.loc[has_position, "meanra"].to_numpy(),
-                                  out.loc[has_position, "meandec"].to_numpy(), OBJECTS_HPX_ORDER)
-    out["hpx"] = hpx
-    bands = _band_statistics(det, det_group).reindex(out.index)
-    out = out.join(bands)
-    for column in columns:
-        if column not in out.columns:
-            out[column] = 0 if column.startswith("ndet_") else np.nan
-    ndet_bands = [f"ndet_{b}" for b in BANDS]
-    out[ndet_bands] = out[ndet_bands].fillna(0).astype(np.int64)
-    return out[columns]
 
 
 def target_pixels(hpx: list[int]) -> list[int]:

@@ -130,27 +130,24 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.streaming import StreamingQuery
 
 from lenga.config import Config, ConfigError
+from lenga.curves.magstats import OBJECTS, OBJECTS_SPEC
 from lenga.curves.packing import ALERTS, DETECTIONS, NON_DETECTIONS, PACKED_SCHEMA, pack_batches
 from lenga.curves.points import (
-    BAND_STATS,
-    BANDS,
     CONTEXT_COLUMNS,
     CURVE_COLUMNS,
     DETECTION,
     NO_CANDID,
     OBJECT_KEY,
-    OBJECTS_HPX_ORDER,
     target_pixels,
 )
 from lenga.io.lake import TABLE_COLUMN, Lake, open_lake
 from lenga.io.session import await_query, build_session, chained_query, start_in_pool
-from lenga.schema import described_field as _field
 from lenga.stream.ingest import query_app_id
 from lenga.stream.points_source import PackedPointsSource
 from lenga.stream.steps.base import ObjectBatchContext, ObjectStep, PassStep
 from lenga.stream.steps.features import build_step as build_features
 from lenga.stream.steps.lc_classifier import build_object_step as build_lc_classifier
-from lenga.tables import TABLE_SPECS, TableSpec, WriteResult
+from lenga.tables import TABLE_SPECS, WriteResult
 from udfs.curves import (
     ALERT,
     CURVES_SCHEMA,
@@ -179,59 +176,6 @@ POINT_READS = {
     NON_DETECTIONS: _point_columns(NON_DETECTIONS),
     ALERTS: [*OBJECT_KEY, "candid", "mjd", "band", *CONTEXT_COLUMNS],
 }
-
-_DESCRIPTIONS = {
-    "survey": "'ztf' or 'lsst'",
-    "objectId": "survey object id (lenga.schema)",
-    "ndet": "detections (positive and negative differences), all bands",
-    "n_upper_limits": "upper limits stored for the object",
-    "n_forced": "forced-photometry points stored for the object",
-    "firstmjd": "MJD of the first detection",
-    "lastmjd": "MJD of the last detection",
-    "meanra": "mean RA of the detections weighted by 1/sigmapsf^2, degrees",
-    "meandec": "mean Dec of the detections weighted by 1/sigmapsf^2, degrees",
-    "sigmara": "weighted RMS of RA*cos(Dec) offsets from meanra, arcsec",
-    "sigmadec": "weighted RMS of Dec offsets from meandec, arcsec",
-    "hpx": f"nested HEALPix order {OBJECTS_HPX_ORDER} pixel of (meanra, meandec); -1 without detections; "
-           "partition column",
-    "last_batch_id": "aggregation micro-batch that last updated the row",
-    "sgscore1": "ZTF star/galaxy score of the closest PS1 source, from the latest alert (1 = star)",
-    "distpsnr1": "ZTF distance to the closest PS1 source, arcsec, from the latest alert",
-    "srmag1": "ZTF PS1 r magnitude of the closest PS1 source, from the latest alert",
-    "extendedness": "LSST diaSource extendedness of the latest alert (0 point-like .. 1 extended)",
-}
-_BAND_DESCRIPTIONS = {
-    "ndet": "detections in band {b}",
-    "firstmjd": "MJD of the first positive detection in band {b}",
-    "lastmjd": "MJD of the last positive detection in band {b}",
-    "magfirst": "magpsf of the first positive detection in band {b}",
-    "maglast": "magpsf of the last positive detection in band {b}",
-    "magmean": "mean magpsf of positive detections in band {b}",
-    "magmedian": "median magpsf of positive detections in band {b}",
-    "magmin": "brightest magpsf in band {b}",
-    "magmax": "faintest magpsf in band {b}",
-    "magstd": "sample standard deviation of magpsf in band {b} (null for one point)",
-    "magrate": "(maglast - magfirst) / (lastmjd - firstmjd) in band {b}, mag/day",
-}
-
-
-def _objects_schema() -> pa.Schema:
-    fields = [_field(k, pa.string(), _DESCRIPTIONS[k]) for k in OBJECT_KEY]
-    fields += [_field(k, pa.int64(), _DESCRIPTIONS[k]) for k in ("ndet", "n_upper_limits", "n_forced")]
-    fields += [_field(k, pa.float64(), _DESCRIPTIONS[k])
-               for k in ("firstmjd", "lastmjd", "meanra", "meandec", "sigmara", "sigmadec")]
-    fields.append(_field("hpx", pa.int64(), _DESCRIPTIONS["hpx"]))
-    fields += [_field(k, pa.float64(), _DESCRIPTIONS[k]) for k in CONTEXT_COLUMNS]
-    for band in BANDS:
-        fields += [_field(f"{stat}_{band}", pa.int64() if stat == "ndet" else pa.float64(),
-                          _BAND_DESCRIPTIONS[stat].format(b=band)) for stat in BAND_STATS]
-    fields.append(_field("last_batch_id", pa.int64(), _DESCRIPTIONS["last_batch_id"]))
-    return pa.schema(fields)
-
-
-#: The ``objects`` table: one row per (survey, objectId), upserted every micro-batch.
-OBJECTS = _objects_schema()
-OBJECTS_SPEC = TableSpec("objects", OBJECTS, keys=tuple(OBJECT_KEY), partition_by=("hpx",))
 
 
 @dataclass

@@ -94,6 +94,7 @@ from pyspark.sql.types import (
 )
 
 from lenga.config import Config
+from lenga.curves.magstats import OBJECTS
 from lenga.curves.points import OBJECT_KEY
 from lenga.filters.config import FilterError, FilterSet, FilterSettings, FilterSpec, parse_filters
 from lenga.filters.payloads import (
@@ -111,7 +112,6 @@ from lenga.io.kafka_sink import KafkaSinkWriter
 from lenga.io.lake import TABLE_COLUMN, Lake, open_lake
 from lenga.io.session import await_query, build_session, chained_query, start_in_pool
 from lenga.schema import ALERTS
-from lenga.stream.aggregate import OBJECTS
 from lenga.stream.predicate import CompiledFilter, compile_predicate
 from lenga.tables import FEATURES_TABLE as FEATURES
 from lenga.tables import LC_CLASSIFICATIONS_TABLE as LC

@@ -26,9 +26,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from lenga.config import Config
+from lenga.curves.magstats import OBJECTS
 from lenga.curves.points import CONTEXT_COLUMNS, CURVE_COLUMNS, OBJECT_KEY
 from lenga.io.lake import Lake, open_lake, tagged_union
-from lenga.stream.aggregate import OBJECTS, POINT_READS, point_rows
+from lenga.stream.aggregate import POINT_READS, point_rows
 from lenga.stream.steps.base import BatchContext, ObjectBatchContext
 from lenga.stream.steps.features import build_step as build_features
 from lenga.stream.steps.lc_classifier import build_object_step as build_lc_classifier

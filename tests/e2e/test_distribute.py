@@ -20,20 +20,13 @@ from deltalake import write_deltalake
 from pyspark.sql.types import StructType
 
 from lenga.config import load_config
-from lenga.curves.points import (
-    CONTEXT_COLUMNS,
-    CURVE_COLUMNS,
-    DETECTION,
-    latest_context,
-    merge_curves,
-    object_statistics,
-)
+from lenga.curves.magstats import OBJECTS, object_statistics
+from lenga.curves.points import CONTEXT_COLUMNS, CURVE_COLUMNS, DETECTION, latest_context, merge_curves
 from lenga.decode import decode_record_batch
 from lenga.filters.config import FilterSettings
 from lenga.filters.payloads import decode_message, field_names
 from lenga.io.lake import open_lake
 from lenga.sim.night import SimConfig, simulate
-from lenga.stream.aggregate import OBJECTS
 from lenga.stream.distribute import (
     ALERT_COLUMNS,
     ENRICHED_SCHEMA,

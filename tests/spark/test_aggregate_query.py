@@ -14,20 +14,20 @@ import pytest
 
 from jobs import aggregate as aggregate_job
 from lenga.config import load_config
+from lenga.curves.magstats import OBJECTS, OBJECTS_SPEC, object_statistics
 from lenga.curves.points import (
     CONTEXT_COLUMNS,
     CURVE_COLUMNS,
     DETECTION,
     latest_context,
     merge_curves,
-    object_statistics,
     target_pixels,
 )
 from lenga.features import FEATURE_SCHEMA, extract_features, load_feature_config
 from lenga.io.lake import open_lake
 from lenga.schema import UPPER_LIMIT
 from lenga.sim.night import SimConfig, simulate, write_directory
-from lenga.stream.aggregate import OBJECTS, OBJECTS_SPEC, default_steps, run_aggregation
+from lenga.stream.aggregate import default_steps, run_aggregation
 from lenga.stream.ingest import run_stream
 from udfs.curves import CURVES_SCHEMA
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lenga.curves.magstats import object_statistics, statistics_columns
 from lenga.curves.points import (
     BANDS,
     CONTEXT_COLUMNS,
@@ -15,8 +16,6 @@ from lenga.curves.points import (
     empty_curve,
     latest_context,
     merge_curves,
-    object_statistics,
-    statistics_columns,
 )
 from lenga.healpix import hpx_index
 

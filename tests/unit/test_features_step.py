@@ -103,7 +103,7 @@ def test_curves_of_an_unknown_survey_are_refused():
 
 
 def test_features_in_the_aggregation_pass_get_the_objects_pixel():
-    from lenga.stream.aggregate import OBJECTS
+    from lenga.curves.magstats import OBJECTS
     from udfs.curves import object_row_batches, statistics_table
 
     points, _, context = rich_points(np.random.default_rng(5))
