@@ -1,1 +1,2 @@
-"""bench"""
+"""Measurement: the benchmark stages and component benchmarks run by ``jobs/benchmark.py``, and
+model reports on real alerts (:mod:`lenga.bench.reports`)."""

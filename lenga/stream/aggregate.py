@@ -145,8 +145,6 @@ from lenga.io.session import await_query, build_session, chained_query, start_in
 from lenga.stream.ingest import query_app_id
 from lenga.stream.points_source import PackedPointsSource
 from lenga.stream.steps.base import ObjectBatchContext, ObjectStep, PassStep
-from lenga.stream.steps.features import build_step as build_features
-from lenga.stream.steps.lc_classifier import build_object_step as build_lc_classifier
 from lenga.tables import TABLE_SPECS, WriteResult
 from udfs.curves import (
     ALERT,
@@ -246,6 +244,10 @@ def packed_point_stream(spark: SparkSession, lake: Lake, settings: AggregationSe
 def default_steps(config: Config, lake: Lake) -> list[ObjectStep]:
     """The default object steps, in order: the light-curve features (``lenga.stream.steps.features``), then
     the light-curve classifier on them (``lenga.stream.steps.lc_classifier``; skipped when disabled)."""
+    # Imported here: the classifier step loads xgboost, which a query without steps never needs.
+    from lenga.stream.steps.features import build_step as build_features
+    from lenga.stream.steps.lc_classifier import build_object_step as build_lc_classifier
+
     builders = (build_features, build_lc_classifier)
     return [step for step in (build(config, lake) for build in builders) if step is not None]
 

@@ -54,8 +54,6 @@ from lenga.schema import PARTITION_COLUMN
 from lenga.stream.file_source import AlertFileDataSource
 from lenga.stream.ingest_source import IngestingKafkaDataSource
 from lenga.stream.steps.base import BatchContext, BatchStep
-from lenga.stream.steps.stamps import build_step as build_stamp_classifier
-from lenga.stream.steps.xmatch import build_step as build_crossmatch
 from lenga.tables import KAFKA_ROW_ID, TABLE_SPECS, WriteResult
 from udfs.decode import (
     DECODED_SPARK_SCHEMA,
@@ -328,6 +326,10 @@ class RunSummary:
 def default_steps(config: Config, lake: Lake) -> list[BatchStep]:
     """The steps run after the core tables, in order: cross-match, stamp classifier. Each is skipped
     when it has nothing to do (no catalog ingested, no stamp model trained or the step disabled)."""
+    # Imported here: the stamp step loads torch, which a query without steps never needs.
+    from lenga.stream.steps.stamps import build_step as build_stamp_classifier
+    from lenga.stream.steps.xmatch import build_step as build_crossmatch
+
     builders = (build_crossmatch, build_stamp_classifier)
     return [step for step in (build(config, lake) for build in builders) if step is not None]
 
