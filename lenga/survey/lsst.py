@@ -40,13 +40,15 @@ def _registry() -> SchemaRegistry:
     return SchemaRegistry.all_schemas_from_filesystem()
 
 
-@functools.cache
 def wire_schema(schema_id: int) -> dict | None:
-    """Parsed official alert schema for a Confluent wire-format schema id, None if unknown."""
-    registry = _registry()
-    if schema_id not in registry.known_ids:
-        return None
-    return fastavro.parse_schema(registry.get_by_id(schema_id).definition)
+    """Parsed official alert schema for a Confluent wire-format schema id, None if unknown (only
+    known ids are cached: a stream of damaged ids must not grow a cache)."""
+    return _parsed_schema(schema_id) if schema_id in _registry().known_ids else None
+
+
+@functools.cache
+def _parsed_schema(schema_id: int) -> dict:
+    return fastavro.parse_schema(_registry().get_by_id(schema_id).definition)
 
 
 def schema_version(schema_id: int) -> str:
