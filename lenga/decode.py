@@ -50,7 +50,7 @@ from polars_avro._avro_rs import AvroError, AvroSource
 from polars_avro._scan import seekable_factory
 
 from lenga import night, photometry, schema
-from lenga.survey import Extracted, ExtractedBatch, InvalidAlert, lsst, ztf
+from lenga.survey import Extracted, ExtractedBatch, InvalidAlert, lsst, plausible_mjds, ztf
 
 CONTAINER_MAGIC = b"Obj\x01"
 #: Confluent wire format: magic byte 0, then a 4-byte big-endian schema id.
@@ -490,8 +490,8 @@ def _complete_times(table: pa.Table) -> pa.Table:
 
 
 def _nights(mjd: np.ndarray, longitude) -> pa.Array:
-    """lenga.night.night_from_mjd, null where the time or the site is unknown."""
-    known = np.isfinite(mjd) & np.isfinite(longitude)
+    """lenga.night.night_from_mjd, null where the site is unknown or the time unknown or implausible."""
+    known = plausible_mjds(mjd) & np.isfinite(longitude)
     nights = np.zeros(len(mjd), dtype=np.int32)
     nights[known] = night.night_from_mjd(mjd[known], np.broadcast_to(longitude, mjd.shape)[known])
     return pa.array(nights, mask=~known)

@@ -23,7 +23,7 @@ from lsst.alert.packet import SchemaRegistry
 
 from lenga import schema
 from lenga.night import CERRO_PACHON_LONGITUDE_DEG
-from lenga.survey import Extracted, InvalidAlert, finite, require_position_and_time
+from lenga.survey import Extracted, InvalidAlert, finite, plausible_mjd, require_position_and_time
 
 SURVEY = "lsst"
 SITE_LONGITUDE_DEG = CERRO_PACHON_LONGITUDE_DEG
@@ -70,7 +70,7 @@ def _object_ids(record: dict, source: dict) -> tuple[str, int | None]:
 
 def _detection(source: dict, base: dict, from_history: bool) -> dict | None:
     mjd = source.get("midpointMjdTai")
-    if source.get("band") is None or not (finite(mjd) and finite(source.get("psfFlux"))):
+    if source.get("band") is None or not (plausible_mjd(mjd) and finite(source.get("psfFlux"))):
         return None
     return {
         **base,
@@ -88,7 +88,7 @@ def _detection(source: dict, base: dict, from_history: bool) -> dict | None:
 
 def _non_detection(point: dict, base: dict, kind: str, flux: str | None, flux_err: str) -> dict | None:
     mjd = point.get("midpointMjdTai")
-    if point.get("band") is None or not finite(mjd) or not finite(point.get(flux_err)):
+    if point.get("band") is None or not plausible_mjd(mjd) or not finite(point.get(flux_err)):
         return None
     if flux is not None and not finite(point.get(flux)):
         return None
