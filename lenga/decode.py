@@ -654,6 +654,11 @@ class KafkaMessages:
         return cls(columns["value"], {name: pa.array(columns[name], kafka_schema.field(name).type)
                                       for name in _PROVENANCE if name in columns})
 
+    def slice(self, start: int, length: int) -> KafkaMessages:
+        """Messages ``start`` to ``start + length`` with their provenance."""
+        return KafkaMessages(self.values[start:start + length],
+                             {name: column.slice(start, length) for name, column in self.provenance.items()})
+
     def column(self, name: str) -> pa.Array:
         """Provenance column ``name`` as lenga's type, null when the source has none."""
         type_ = _PROVENANCE[name]
@@ -675,8 +680,18 @@ def decode_messages(messages: KafkaMessages, ingest_batch_id: int | None = None)
     """Decode Kafka messages into :data:`lenga.schema.DECODED` rows, one per message. Quarantined
     messages keep provenance, ``raw`` and a night from the Kafka timestamp (lenga.night at
     longitude 0: the date of the preceding noon UTC)."""
+    return _decoded_rows(messages, _extract(messages.values), ingest_batch_id)
+
+
+def quarantine_messages(messages: KafkaMessages, reasons: list[str],
+                        ingest_batch_id: int | None = None) -> pa.RecordBatch:
+    """:data:`lenga.schema.DECODED` rows quarantining every message with the given reasons, shaped
+    like :func:`decode_messages`' quarantine rows (the stream's last resort when decoding raised)."""
+    return _decoded_rows(messages, _quarantined(reasons, None), ingest_batch_id)
+
+
+def _decoded_rows(messages: KafkaMessages, extracted: ExtractedBatch, ingest_batch_id: int | None) -> pa.RecordBatch:
     n_messages = len(messages.values)
-    extracted = _extract(messages.values)
     valid = np.array([reason is None for reason in extracted.reasons], dtype=bool)
     table = _complete_detection_photometry(_complete_times(extracted.alerts))
     kafka_timestamp = messages.column("timestamp")

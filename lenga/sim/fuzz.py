@@ -108,7 +108,7 @@ class Seed:
         """``record`` framed like this seed (same writer schema, or same schema id)."""
         buffer = io.BytesIO()
         if self.schema_id is None:
-            fastavro.writer(buffer, self.writer_schema, [record])
+            fastavro.writer(buffer, self.writer_schema, [record], sync_marker=self.value[-16:])  # not a random one
         else:
             buffer.write(self.value[:WIRE_HEADER_BYTES])
             fastavro.schemaless_writer(buffer, self.writer_schema, record)
@@ -406,6 +406,8 @@ def run(n_cases: int, seed: int, seeds: Sequence[Seed], chunk_size: int = 200, d
     """Check ``n_cases`` cases in chunks of ``chunk_size`` (chunk k drawn with seed ``"seed:k"``) in a
     forked child process; a chunk that takes longer than ``deadline_s`` counts its cases as hangs
     and the child is replaced."""
+    if chunk_size < len(MUTATIONS):
+        raise ValueError(f"chunk_size must be at least {len(MUTATIONS)}: each chunk cycles through every mutation")
     references = reference_rows(seeds)
     context = multiprocessing.get_context("fork")
     total = Report()
