@@ -356,7 +356,7 @@ class Report:
 def reason_class(reason: str) -> str:
     """A quarantine reason without its message-specific details (for counting): the text before
     its first colon, numbers as N, quoted values as '...'."""
-    return re.sub(r"-?\d+", "N", re.sub(r"'.*'", "'...'", reason.split(":")[0]))[:80]
+    return re.sub(r"-?\d+", "N", re.sub(r"""(['"]).*\1""", "'...'", reason.split(":")[0]))[:80]
 
 
 def check(chunk: Sequence[FuzzCase], references: Sequence[str]) -> Report:
