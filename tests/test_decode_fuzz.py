@@ -25,7 +25,7 @@ from udfs import decode as udfs_decode
 #: Cases per hypothesis example (clean seeds are added to each) and examples per test: a few
 #: thousand cases in CI, well under a minute.
 MAX_MUTANTS = 40
-EXAMPLES = 35
+EXAMPLES = 60
 FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 mutants = st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(fuzz.MUTATIONS), st.integers(0, 2**32)),
