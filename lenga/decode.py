@@ -29,6 +29,8 @@ Contract: one message holds one alert. A container with N != 1 records is quaran
 
 After the per-message pass, everything that can be computed on columns is (jd <-> mjd, flux <->
 magnitude, 5-sigma limits, night): once per batch with numpy, not once per alert.
+
+docs/robustness.md lists the quarantine reasons and how the decoder is fuzzed (lenga.sim.fuzz).
 """
 
 from __future__ import annotations
