@@ -29,6 +29,8 @@ Contract: one message holds one alert. A container with N != 1 records is quaran
 
 After the per-message pass, everything that can be computed on columns is (jd <-> mjd, flux <->
 magnitude, 5-sigma limits, night): once per batch with numpy, not once per alert.
+
+docs/robustness.md lists the quarantine reasons and how the decoder is fuzzed (lenga.sim.fuzz).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from polars_avro._avro_rs import AvroError, AvroSource
 from polars_avro._scan import seekable_factory
 
 from lenga import night, photometry, schema
-from lenga.survey import Extracted, ExtractedBatch, InvalidAlert, lsst, ztf
+from lenga.survey import Extracted, ExtractedBatch, InvalidAlert, lsst, plausible_mjds, ztf
 
 CONTAINER_MAGIC = b"Obj\x01"
 #: Confluent wire format: magic byte 0, then a 4-byte big-endian schema id.
@@ -81,6 +83,13 @@ _ALERT_COLUMNS = schema.ALERTS.names
 #: Provenance columns of a Kafka message that the decoded rows keep, with lenga's types.
 _PROVENANCE = {"key": pa.binary(), "topic": pa.string(), "partition": pa.int32(), "offset": pa.int64(),
                "timestamp": pa.timestamp("us", tz="UTC")}
+
+
+def message_error(exc: BaseException) -> bool:
+    """True when ``exc`` can come from a message's content, so that the message is quarantined:
+    any Exception, and the ``PanicException`` of a Rust extension (arrow-avro via polars-avro),
+    which derives from BaseException and is exported by no module. Interrupts and exits are not."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
 
 
 class Quarantined(ValueError):
@@ -121,6 +130,47 @@ class ArrowContainer:
     ids: dict
 
 
+def _takes_no_bytes(avro_type, named: dict, seen: frozenset = frozenset()) -> bool:
+    """True when a value of the (parsed) Avro type can be encoded in zero bytes (null, a record of
+    such fields, a zero-size fixed): a declared count of them then bounds no reading."""
+    if isinstance(avro_type, str):
+        if avro_type in named:
+            return avro_type not in seen and _takes_no_bytes(named[avro_type], named, seen | {avro_type})
+        return avro_type == "null"
+    if isinstance(avro_type, list):  # a union writes its branch index
+        return False
+    kind = avro_type.get("type")
+    if kind in ("record", "error"):
+        name = avro_type.get("name", "")
+        return all(_takes_no_bytes(f["type"], named, seen | {name}) for f in avro_type.get("fields", []))
+    if kind == "fixed":
+        return avro_type.get("size") == 0
+    if kind in ("array", "map", "enum"):
+        return False
+    return _takes_no_bytes(kind, named, seen)
+
+
+def _unbounded_counts(avro_type, named: dict, seen: frozenset = frozenset()) -> bool:
+    """True when the schema has an array of zero-byte items, or is itself a zero-byte record: a
+    declared count (2^62, from one damaged varint) would then make a reader loop or allocate
+    without end instead of running out of bytes."""
+    if isinstance(avro_type, str):
+        if avro_type in named and avro_type not in seen:
+            return _unbounded_counts(named[avro_type], named, seen | {avro_type})
+        return False
+    if isinstance(avro_type, list):
+        return any(_unbounded_counts(t, named, seen) for t in avro_type)
+    kind = avro_type.get("type")
+    if kind == "array":
+        return _takes_no_bytes(avro_type["items"], named) or _unbounded_counts(avro_type["items"], named, seen)
+    if kind == "map":
+        return _unbounded_counts(avro_type["values"], named, seen)
+    if kind in ("record", "error"):
+        seen = seen | {avro_type.get("name", "")}
+        return any(_unbounded_counts(f["type"], named, seen) for f in avro_type.get("fields", []))
+    return False
+
+
 @dataclass(frozen=True)
 class WriterSchema:
     """A parsed container writer schema and what lenga needs to know about it."""
@@ -131,6 +181,8 @@ class WriterSchema:
     field_names: frozenset[str]
     #: The JSON bytes it was parsed from (its cache key).
     text: bytes
+    #: Why no record of this schema can be read safely (see :func:`_unbounded_counts`), else None.
+    unreadable: str | None = None
 
     @cached_property
     def arrow_container(self) -> ArrowContainer:
@@ -163,13 +215,21 @@ def _writer_schema(schema_bytes: bytes) -> WriterSchema:
             parsed = fastavro.parse_schema(raw)
         except Exception as exc:  # any parse failure is a property of the message
             raise Quarantined(f"schema/field error: unparsable writer schema: {exc}") from exc
-        name = raw.get("name", "") if isinstance(raw, dict) else ""
-        namespace = raw.get("namespace") if isinstance(raw, dict) else None
-        fullname = f"{namespace}.{name}" if namespace and "." not in name else name
-        fields = frozenset(f["name"] for f in raw.get("fields", [])) if isinstance(raw, dict) else frozenset()
+        try:
+            name = raw.get("name", "") if isinstance(raw, dict) else ""
+            namespace = raw.get("namespace") if isinstance(raw, dict) else None
+            fullname = f"{namespace}.{name}" if namespace and "." not in name else name
+            fields = frozenset(f["name"] for f in raw.get("fields", [])) if isinstance(raw, dict) else frozenset()
+            named = parsed.get("__named_schemas", {}) if isinstance(parsed, dict) else {}
+            unbounded = _takes_no_bytes(parsed, named) or _unbounded_counts(parsed, named)
+        except Exception as exc:  # a schema fastavro accepts but lenga cannot describe
+            raise Quarantined(f"schema/field error: unusable writer schema: {type(exc).__name__}: {exc}") from exc
+        unreadable = ("schema/field error: writer schema has values of zero bytes (a record or array items), "
+                      "so their declared counts cannot be bounded") if unbounded else None
         if len(_container_schemas) >= MAX_CACHED_SCHEMAS:
             _container_schemas.clear()
-        cached = _container_schemas[schema_bytes] = WriterSchema(parsed, raw, fullname, fields, schema_bytes)
+        cached = _container_schemas[schema_bytes] = WriterSchema(parsed, raw, fullname, fields, schema_bytes,
+                                                                 unreadable)
     return cached
 
 
@@ -183,6 +243,8 @@ def _container_header(value: bytes) -> tuple[io.BytesIO, dict]:
         return stream, fastavro.schemaless_reader(stream, _HEADER)
     except EOFError as exc:
         raise Quarantined(f"truncated Avro: container header incomplete ({len(value)} bytes)") from exc
+    except Exception as exc:  # a damaged meta key (not UTF-8), length or count
+        raise Quarantined(f"corrupt Avro header: {type(exc).__name__}: {exc}") from exc
 
 
 def _container_blocks(value: bytes) -> tuple[WriterSchema, list[tuple[int, bytes]]]:
@@ -192,7 +254,9 @@ def _container_blocks(value: bytes) -> tuple[WriterSchema, list[tuple[int, bytes
     if "avro.schema" not in meta:
         raise Quarantined("schema/field error: container header has no avro.schema")
     writer = _writer_schema(meta["avro.schema"])
-    codec = meta.get("avro.codec", b"null").decode()
+    if writer.unreadable:
+        raise Quarantined(writer.unreadable)
+    codec = meta.get("avro.codec", b"null").decode("utf-8", "backslashreplace")
     if codec not in ("null", "deflate"):
         raise Quarantined(f"unsupported Avro codec {codec!r}")
     blocks = []
@@ -201,8 +265,12 @@ def _container_blocks(value: bytes) -> tuple[WriterSchema, list[tuple[int, bytes
             count, size = _read_long(stream), _read_long(stream)
         except EOFError as exc:
             raise Quarantined("truncated Avro: block header incomplete") from exc
+        if count < 0:
+            raise Quarantined(f"corrupt Avro block: negative record count {count}")
+        if size < 0:
+            raise Quarantined(f"corrupt Avro block: negative size {size}")
         data = stream.read(size)
-        if size < 0 or len(data) < size:
+        if len(data) < size:
             raise Quarantined(f"truncated Avro: block declares {size} bytes, {len(data)} present")
         sync = stream.read(SYNC_BYTES)
         if sync != header["sync"]:
@@ -243,7 +311,9 @@ def _ztf_record(value: bytes | None) -> tuple[WriterSchema, bytes] | None:
         return None
     try:
         writer, data = _single_record(value)
-    except Quarantined:
+    except BaseException as exc:  # decode_message gives it its reason
+        if not message_error(exc):
+            raise
         return None
     return (writer, data) if writer.fullname == ztf.SCHEMA_NAME else None
 
@@ -294,7 +364,7 @@ def _read_ztf(writer: WriterSchema, bodies: list[bytes]) -> pa.RecordBatch:
     return records.slice(0, len(bodies))
 
 
-def _failure_reason(exc: Exception) -> str:
+def _failure_reason(exc: BaseException) -> str:
     """Quarantine reason of an exception raised while decoding one message."""
     if isinstance(exc, Quarantined | InvalidAlert):
         return str(exc)
@@ -302,7 +372,9 @@ def _failure_reason(exc: Exception) -> str:
         return f"truncated Avro: {exc or 'unexpected end of data'}"
     if isinstance(exc, AvroError):
         return f"schema/field error: {exc}"
-    return f"schema/field error: {type(exc).__name__}: {exc}"
+    if isinstance(exc, Exception):
+        return f"schema/field error: {type(exc).__name__}: {exc}"
+    return f"decoder panic: {type(exc).__name__}: {exc}"
 
 
 def _extract_ztf(writer: WriterSchema, bodies: list[bytes]) -> ExtractedBatch:
@@ -310,7 +382,9 @@ def _extract_ztf(writer: WriterSchema, bodies: list[bytes]) -> ExtractedBatch:
     that only the bad messages are quarantined (with arrow-avro's reason)."""
     try:
         return ztf.extract_batch(_read_ztf(writer, bodies))
-    except Exception as exc:  # a bad message must quarantine itself, not its batch
+    except BaseException as exc:  # a bad message must quarantine itself, not its batch
+        if not message_error(exc):
+            raise
         if len(bodies) == 1:
             return _quarantined([_failure_reason(exc)], ztf.SURVEY)
     parts = [(np.array([i]), _extract_ztf(writer, [body])) for i, body in enumerate(bodies)]
@@ -339,15 +413,13 @@ def decode_message(value: bytes | None) -> Extracted:
     """Decode one Kafka value into rows; raises :class:`Quarantined` with the reason otherwise."""
     if not value:
         raise Quarantined("empty message")
-    ztf_record = _ztf_record(value)
-    if ztf_record is not None:
-        writer, data = ztf_record
-        try:
-            return _extract_ztf(writer, [data]).single()
-        except InvalidAlert as exc:
-            raise Quarantined(str(exc), ztf.SURVEY) from exc
     survey = None
     try:
+        ztf_record = _ztf_record(value)
+        if ztf_record is not None:
+            writer, data = ztf_record
+            survey = ztf.SURVEY
+            return _extract_ztf(writer, [data]).single()
         if value.startswith(CONTAINER_MAGIC):
             survey, schemavsn, record = _read_container(value)
         elif value[0] == WIRE_MAGIC and len(value) > WIRE_HEADER_BYTES:
@@ -357,7 +429,9 @@ def decode_message(value: bytes | None) -> Extracted:
         return SURVEYS[survey].extract(record, schemavsn)
     except Quarantined:
         raise
-    except Exception as exc:  # a malformed record must quarantine one message, not fail the batch
+    except BaseException as exc:  # a malformed record must quarantine one message, not fail the batch
+        if not message_error(exc):
+            raise
         raise Quarantined(_failure_reason(exc), survey) from exc
 
 
@@ -381,7 +455,9 @@ def split_container(value: bytes) -> list[bytes]:
                 fastavro.writer(buffer, writer.raw, [fastavro.schemaless_reader(stream, writer.parsed)])
                 out.append(buffer.getvalue())
         return out
-    except Exception:  # unreadable: decoding will quarantine it with the specific reason
+    except BaseException as exc:  # unreadable: decoding will quarantine it with the specific reason
+        if not message_error(exc):
+            raise
         return [value]
 
 
@@ -416,8 +492,8 @@ def _complete_times(table: pa.Table) -> pa.Table:
 
 
 def _nights(mjd: np.ndarray, longitude) -> pa.Array:
-    """lenga.night.night_from_mjd, null where the time or the site is unknown."""
-    known = np.isfinite(mjd) & np.isfinite(longitude)
+    """lenga.night.night_from_mjd, null where the site is unknown or the time unknown or implausible."""
+    known = plausible_mjds(mjd) & np.isfinite(longitude)
     nights = np.zeros(len(mjd), dtype=np.int32)
     nights[known] = night.night_from_mjd(mjd[known], np.broadcast_to(longitude, mjd.shape)[known])
     return pa.array(nights, mask=~known)
@@ -580,6 +656,11 @@ class KafkaMessages:
         return cls(columns["value"], {name: pa.array(columns[name], kafka_schema.field(name).type)
                                       for name in _PROVENANCE if name in columns})
 
+    def slice(self, start: int, length: int) -> KafkaMessages:
+        """Messages ``start`` to ``start + length`` with their provenance."""
+        return KafkaMessages(self.values[start:start + length],
+                             {name: column.slice(start, length) for name, column in self.provenance.items()})
+
     def column(self, name: str) -> pa.Array:
         """Provenance column ``name`` as lenga's type, null when the source has none."""
         type_ = _PROVENANCE[name]
@@ -601,8 +682,18 @@ def decode_messages(messages: KafkaMessages, ingest_batch_id: int | None = None)
     """Decode Kafka messages into :data:`lenga.schema.DECODED` rows, one per message. Quarantined
     messages keep provenance, ``raw`` and a night from the Kafka timestamp (lenga.night at
     longitude 0: the date of the preceding noon UTC)."""
+    return _decoded_rows(messages, _extract(messages.values), ingest_batch_id)
+
+
+def quarantine_messages(messages: KafkaMessages, reasons: list[str],
+                        ingest_batch_id: int | None = None) -> pa.RecordBatch:
+    """:data:`lenga.schema.DECODED` rows quarantining every message with the given reasons, shaped
+    like :func:`decode_messages`' quarantine rows (the stream's last resort when decoding raised)."""
+    return _decoded_rows(messages, _quarantined(reasons, None), ingest_batch_id)
+
+
+def _decoded_rows(messages: KafkaMessages, extracted: ExtractedBatch, ingest_batch_id: int | None) -> pa.RecordBatch:
     n_messages = len(messages.values)
-    extracted = _extract(messages.values)
     valid = np.array([reason is None for reason in extracted.reasons], dtype=bool)
     table = _complete_detection_photometry(_complete_times(extracted.alerts))
     kafka_timestamp = messages.column("timestamp")

@@ -11,7 +11,7 @@ times ``COVERAGE_FRACTION`` is at least the radius.  The covered distance (from 
 the outer border of its 3x3 block) was measured with cdshealpix pixel edges at orders 4, 8, 12 and
 16 on 12,000 points concentrated at the poles and at the base-pixel corners where HEALPix pixels are
 most distorted: its minimum was 0.68 times the mean pixel size.  ``COVERAGE_FRACTION = 0.5`` keeps a
-margin; tests/test_xmatch_healpix.py checks the rule against cdshealpix's own cone coverage.
+margin; tests/unit/test_xmatch_healpix.py checks the rule against cdshealpix's own cone coverage.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Spark wrappers of :func:`lenga.decode.decode_record_batch` for ``DataFrame.mapInArrow``.
+"""Spark wrappers of :func:`lenga.decode.decode_messages` for ``DataFrame.mapInArrow``.
 
     decoded = kafka_df.mapInArrow(decode_batches, DECODED_SPARK_SCHEMA)
     ingested = kafka_df.mapInArrow(decode_and_write(alerts_root, staging, batch_id), INGESTED_SPARK_SCHEMA)
@@ -16,6 +16,10 @@ row per file written. Why: the cutouts are most of an alert's bytes, and the his
 ZTF alert, most of them repeats of earlier alerts' history) were most of the rows; neither enters
 the JVM any more, nor do the alert columns, which the ``alerts`` files hold. The driver then de-duplicates the staged rows across tasks and against the lake,
 night by night (:meth:`lenga.io.lake.DeltaRsLake.append_staged`).
+
+Both decode through :func:`decode_or_quarantine`: a chunk whose decoding still raises is decoded
+again message by message, and only the messages that raise are quarantined ("decoder error: ..."),
+so message content never fails a micro-batch.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from lenga.decode import KafkaMessages, decode_messages, decode_record_batch
+from lenga.decode import KafkaMessages, decode_messages, message_error, quarantine_messages
 from lenga.io.lake.files import ADD_ACTION_FIELDS, PartitionedFileWriter, first_per_key
 from lenga.schema import ALERTS, DECODED, PARTITION_COLUMN, QUARANTINE, TABLE_KEYS, TABLES
 
@@ -55,10 +59,33 @@ INGESTED = pa.schema([
 INGESTED_SPARK_SCHEMA = from_arrow_schema(INGESTED)
 
 
+def decode_or_quarantine(messages: KafkaMessages, batch_id: int | None = None) -> pa.RecordBatch:
+    """:func:`lenga.decode.decode_messages`, with the stream's last line of defence: if decoding the
+    chunk raises anyway (a decoder bug a message triggers), each message is decoded alone and the
+    ones that still raise become quarantine rows with the exception as reason. The fallback costs
+    nothing until a chunk raises."""
+    try:
+        return decode_messages(messages, batch_id)
+    except BaseException as exc:
+        if not message_error(exc):
+            raise
+    parts = [_decode_alone(messages.slice(i, 1), batch_id) for i in range(len(messages.values))]
+    return pa.concat_batches(parts) if parts else quarantine_messages(messages, [], batch_id)
+
+
+def _decode_alone(message: KafkaMessages, batch_id: int | None) -> pa.RecordBatch:
+    try:
+        return decode_messages(message, batch_id)
+    except BaseException as exc:
+        if not message_error(exc):
+            raise
+        return quarantine_messages(message, [f"decoder error: {type(exc).__name__}: {exc}"], batch_id)
+
+
 def decode_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """mapInArrow function: decode each Arrow batch of Kafka messages (empty batches included)."""
     for batch in batches:
-        yield decode_record_batch(batch)
+        yield decode_or_quarantine(KafkaMessages.from_record_batch(batch))
 
 
 def decode_and_write(alerts_root: str, staging: str, batch_id: int
@@ -75,7 +102,7 @@ def decode_and_write(alerts_root: str, staging: str, batch_id: int
         history: dict[str, list[pa.Table]] = {name: [] for name in HISTORY_TABLES}
         for batch in batches:
             messages = batch if isinstance(batch, KafkaMessages) else KafkaMessages.from_record_batch(batch)
-            decoded = pa.Table.from_batches([decode_messages(messages, batch_id)])
+            decoded = pa.Table.from_batches([decode_or_quarantine(messages, batch_id)])
             rejected = decoded["quarantine_reason"].null_count < decoded.num_rows
             # Filtering copies every column, cutouts included: only when something was rejected.
             valid = decoded.filter(pc.is_null(decoded["quarantine_reason"])) if rejected else decoded

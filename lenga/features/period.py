@@ -24,7 +24,7 @@ search (``period_oversampling``, refined peaks)      within 0.5%              ob
 1, 3 peaks                                            0.928 / 0.928 (0.930)    1,500
 1, 2 peaks                                            0.803 / 0.795            1,650
 
-With 3 peaks the 0.37-day sinusoid of ``tests/test_features.py`` comes out at its 1-day alias.
+With 3 peaks the 0.37-day sinusoid of ``tests/unit/test_features.py`` comes out at its 1-day alias.
 ==================================================  =======================  ==========
 
 Harmonics (ALeRCE Harmonics_mag/phase/mse, Sánchez-Sáez et al. 2021 eq. 3) are a weighted linear

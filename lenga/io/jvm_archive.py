@@ -15,7 +15,7 @@ starts with the archive and moves it to :func:`archive_path`. :func:`java_option
 ``build_session`` the options that use it, for local masters only (cluster executors are other
 JVMs). The archive is keyed by the java binary and pyspark's jar files (names, sizes, times), so a
 new JDK or a reinstalled pyspark never meets an old archive (a truncated archive crashes the JVM; a
-mismatched one is silently ignored by it, which tests/test_class_archive.py would notice); creating
+mismatched one is silently ignored by it, which tests/spark/test_jvm_archive.py would notice); creating
 one removes the archive of the same jars directory's earlier install.
 """
 

@@ -60,7 +60,7 @@ ID_LETTERS = 7
 
 @functools.cache
 def schema() -> dict:
-    """The parsed ZTF 4.02 alert schema (lenga's normalised copy; see tests/test_sim_schema.py)."""
+    """The parsed ZTF 4.02 alert schema (lenga's normalised copy; see tests/unit/test_sim_schema.py)."""
     with open(SCHEMA_PATH) as fh:
         return fastavro.parse_schema(json.load(fh))
 

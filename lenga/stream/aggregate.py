@@ -68,7 +68,7 @@ alert's 12-month history) selects ``applyInPandasWithState`` instead, whose proc
 dropped and a later alert restarts from its own history (that object's ``objects`` row is then
 recomputed from a partial curve). It costs one Python call per touched object (~2.2x the CPU of
 the aggregation here), and Spark checks timeouts by scanning each state partition every batch. Both
-operators give the same curves (tests/test_aggregation.py runs one against the other).
+operators give the same curves (tests/spark/test_aggregate_query.py runs one against the other).
 
 **State reload after loss.** The state is derived data. Start the query with a new checkpoint: the
 Delta streams begin at version -1, so every detection and non-detection in the lake is replayed

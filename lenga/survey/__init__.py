@@ -86,6 +86,16 @@ def finite(value) -> bool:
     return value is not None and math.isfinite(value)
 
 
+def plausible_mjd(value) -> bool:
+    """True for an observation time (MJD) inside MJD_RANGE (None and NaN are not)."""
+    return finite(value) and MJD_RANGE[0] <= value <= MJD_RANGE[1]
+
+
+def plausible_mjds(mjd: np.ndarray) -> np.ndarray:
+    """:func:`plausible_mjd` of each value of a float array (NaN for null)."""
+    return (mjd >= MJD_RANGE[0]) & (mjd <= MJD_RANGE[1])
+
+
 def require_position_and_time(ra, dec, mjd) -> None:
     """Reject an alert whose own position or time (MJD) is missing, NaN or out of range."""
     if not (finite(ra) and finite(dec)):

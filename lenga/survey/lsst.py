@@ -23,7 +23,7 @@ from lsst.alert.packet import SchemaRegistry
 
 from lenga import schema
 from lenga.night import CERRO_PACHON_LONGITUDE_DEG
-from lenga.survey import Extracted, InvalidAlert, finite, require_position_and_time
+from lenga.survey import Extracted, InvalidAlert, finite, plausible_mjd, require_position_and_time
 
 SURVEY = "lsst"
 SITE_LONGITUDE_DEG = CERRO_PACHON_LONGITUDE_DEG
@@ -40,13 +40,15 @@ def _registry() -> SchemaRegistry:
     return SchemaRegistry.all_schemas_from_filesystem()
 
 
-@functools.cache
 def wire_schema(schema_id: int) -> dict | None:
-    """Parsed official alert schema for a Confluent wire-format schema id, None if unknown."""
-    registry = _registry()
-    if schema_id not in registry.known_ids:
-        return None
-    return fastavro.parse_schema(registry.get_by_id(schema_id).definition)
+    """Parsed official alert schema for a Confluent wire-format schema id, None if unknown (only
+    known ids are cached: a stream of damaged ids must not grow a cache)."""
+    return _parsed_schema(schema_id) if schema_id in _registry().known_ids else None
+
+
+@functools.cache
+def _parsed_schema(schema_id: int) -> dict:
+    return fastavro.parse_schema(_registry().get_by_id(schema_id).definition)
 
 
 def schema_version(schema_id: int) -> str:
@@ -68,7 +70,7 @@ def _object_ids(record: dict, source: dict) -> tuple[str, int | None]:
 
 def _detection(source: dict, base: dict, from_history: bool) -> dict | None:
     mjd = source.get("midpointMjdTai")
-    if source.get("band") is None or not (finite(mjd) and finite(source.get("psfFlux"))):
+    if source.get("band") is None or not (plausible_mjd(mjd) and finite(source.get("psfFlux"))):
         return None
     return {
         **base,
@@ -86,7 +88,7 @@ def _detection(source: dict, base: dict, from_history: bool) -> dict | None:
 
 def _non_detection(point: dict, base: dict, kind: str, flux: str | None, flux_err: str) -> dict | None:
     mjd = point.get("midpointMjdTai")
-    if point.get("band") is None or not finite(mjd) or not finite(point.get(flux_err)):
+    if point.get("band") is None or not plausible_mjd(mjd) or not finite(point.get(flux_err)):
         return None
     if flux is not None and not finite(point.get(flux)):
         return None

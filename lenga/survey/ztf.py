@@ -10,7 +10,8 @@ to lenga rows, on whole Arrow columns (:func:`extract_batch`).
   ``prv_candidates`` (no ``candid`` field): a ``prv_candidates`` item type with
   ``forcediffimflux`` is recognised as such, and its points are treated as forced photometry too.
 
-History points without a time, a known filter or valid photometry are dropped and counted
+History points without a plausible time (lenga.survey.MJD_RANGE), a known filter or valid
+photometry are dropped and counted
 (``n_dropped_points``): ZTF nulls several fields of other programs' private points.
 ZTF sentinels (``ssdistnr`` -999, ``ssnamenr`` 'null') are kept as ZTF wrote them.
 """
@@ -26,7 +27,7 @@ import pyarrow.compute as pc
 from lenga import schema
 from lenga.night import JD_MINUS_MJD, PALOMAR_LONGITUDE_DEG
 from lenga.photometry import ISDIFFPOS, zeropoint_flux_to_njy
-from lenga.survey import Extracted, ExtractedBatch, position_and_time_reasons, rows_table
+from lenga.survey import Extracted, ExtractedBatch, plausible_mjds, position_and_time_reasons, rows_table
 
 SURVEY = "ztf"
 SITE_LONGITUDE_DEG = PALOMAR_LONGITUDE_DEG
@@ -70,6 +71,11 @@ def _finite(values: pa.Array) -> np.ndarray:
     return pc.fill_null(pc.is_finite(pc.cast(values, pa.float64())), False).to_numpy(zero_copy_only=False)
 
 
+def _plausible_jd(jd: pa.Array) -> np.ndarray:
+    """A time inside lenga.survey.MJD_RANGE: a huge or negative jd would make a nonsense night."""
+    return plausible_mjds(pc.cast(jd, pa.float64()).to_numpy(zero_copy_only=False) - JD_MINUS_MJD)
+
+
 def _known(values: pa.Array) -> np.ndarray:
     return values.is_valid().to_numpy(zero_copy_only=False)
 
@@ -109,7 +115,7 @@ def _detections(records: pa.StructArray, points: _Points, from_history: bool) ->
     columns = {name: _field(points.values, name) for name in DETECTION_COLUMNS}
     columns.update(_history_columns(records, points), isdiffpos=_sign(_field(points.values, "isdiffpos")),
                    from_history=pa.repeat(pa.scalar(from_history), len(points.owner)))
-    usable = (_known(columns["isdiffpos"]) & _known(columns["band"]) & _finite(columns["jd"])
+    usable = (_known(columns["isdiffpos"]) & _known(columns["band"]) & _plausible_jd(columns["jd"])
               & _finite(columns["magpsf"]))
     return rows_table(columns, schema.DETECTIONS, len(points.owner)), usable
 
@@ -120,7 +126,7 @@ def _upper_limits(records: pa.StructArray, points: _Points) -> tuple[pa.Table, n
     columns = _history_columns(records, points)
     columns.update(kind=pa.repeat(pa.scalar(schema.UPPER_LIMIT), len(points.owner)),
                    diffmaglim=_field(points.values, "diffmaglim"))
-    usable = _known(columns["band"]) & _finite(columns["jd"]) & _finite(columns["diffmaglim"])
+    usable = _known(columns["band"]) & _plausible_jd(columns["jd"]) & _finite(columns["diffmaglim"])
     return rows_table(columns, schema.NON_DETECTIONS, len(points.owner)), usable
 
 
@@ -139,7 +145,8 @@ def _forced(records: pa.StructArray, points: _Points) -> tuple[pa.Table, np.ndar
         psfFluxErr=pa.array(zeropoint_flux_to_njy(
             pc.cast(flux_err, pa.float64()).to_numpy(zero_copy_only=False), zeropoint_values)),
     )
-    usable = (_known(columns["band"]) & _finite(columns["jd"]) & _finite(flux) & (flux_values != FORCED_FLUX_MISSING)
+    usable = (_known(columns["band"]) & _plausible_jd(columns["jd"]) & _finite(flux)
+              & (flux_values != FORCED_FLUX_MISSING)
               & _finite(flux_err) & _finite(zeropoint))
     return rows_table(columns, schema.NON_DETECTIONS, len(points.owner)), usable
 

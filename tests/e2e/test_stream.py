@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -16,10 +17,14 @@ import polars as pl
 
 from lenga.config import load_config
 from lenga.io.kafka import create_topics, publish
+from lenga.sim import fuzz
 from lenga.sim.night import SimConfig, expected_counts, simulate, write_directory
 from lenga.stream.ingest import run_stream
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Fuzzed messages in test_fuzzed_messages_never_stop_the_stream; docs/robustness.md runs it with
+#: LENGA_FUZZ_STREAM_MESSAGES=10000.
+FUZZED_MESSAGES = int(os.environ.get("LENGA_FUZZ_STREAM_MESSAGES", "300"))
 
 
 def simulated(topic_prefix: str, **overrides):
@@ -111,6 +116,35 @@ def test_bad_messages_are_quarantined_and_neighbours_kept(spark, kafka_broker, t
     assert len(set(reasons.values())) >= 4  # specific reasons, not one catch-all
     assert table(tmp_path, "alerts").height == truth["alerts"]
     assert table(tmp_path, "detections").height == truth["detections"]
+
+
+def test_fuzzed_messages_never_stop_the_stream(spark, kafka_broker, topic_name, tmp_path):
+    """Damaged messages (lenga.sim.fuzz) between valid ones: the query finishes, every valid alert
+    is stored, and every fuzzed message is an alert or a quarantine row with a reason."""
+    sim, alerts, truth = simulated(topic_name, n_objects=12)
+    valid = [a for a in alerts if not a.corrupt]
+    fuzzed = fuzz.cases([fuzz.Seed.parse(a.value) for a in valid], FUZZED_MESSAGES, seed=17)
+    topic = sim.topics["ztf"]
+    create_topics(kafka_broker.bootstrap_servers, [topic], partitions=2)
+    messages = [a.value for a in valid] + [c.value for c in fuzzed]
+    random.Random(17).shuffle(messages)
+    publish(((topic, b"fuzz", value) for value in messages), kafka_broker.bootstrap_servers)
+    config = stream_config(tmp_path, kafka_broker.bootstrap_servers, [topic])
+    config.source.kafka.max_offsets_per_trigger = max(120, len(messages) // 10)
+
+    summary = run_stream(config, spark=spark)
+    assert summary.alerts_in == len(messages)
+    decoded = fuzz.decode_values([c.value for c in fuzzed]).to_pylist()
+    fuzzed_alerts = {(r["survey"], r["candid"]) for r in decoded if r["quarantine_reason"] is None}
+    stored = table(tmp_path, "alerts").select("survey", "candid").rows()
+    assert {(a.survey, a.candid) for a in valid} <= set(stored)
+    assert set(stored) == fuzzed_alerts | {(a.survey, a.candid) for a in valid}
+    quarantine = table(tmp_path, "quarantine")
+    assert quarantine.height == sum(r["quarantine_reason"] is not None for r in decoded)
+    assert quarantine["reason"].null_count() == 0 and quarantine["reason"].str.len_chars().min() > 5
+    print(f"fuzzed stream: {len(messages)} messages ({FUZZED_MESSAGES} fuzzed, {len(valid)} valid), "
+          f"{len(stored)} alerts stored, {quarantine.height} quarantined, {len(summary.batches)} micro-batches, "
+          f"{summary.wall_s:.1f} s")
 
 
 def test_file_source_reads_directories_and_nightly_tarballs(spark, tmp_path):
