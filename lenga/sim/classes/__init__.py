@@ -11,7 +11,8 @@ Importing this package registers every model in :data:`LIGHT_CURVE_CLASSES` (the
 :mod:`lenga.sim.lightcurves`, which imports none of them): read the registry from here.
 """
 
-from lenga.sim.classes import LIGHT_CURVE_CLASSES, periodic, stochastic, transients  # noqa: F401  (each registers its models)
+from lenga.sim.classes import periodic, stochastic, transients  # noqa: F401  (each registers its models)
+from lenga.sim.lightcurves import LIGHT_CURVE_CLASSES
 from lenga.taxonomy import ALERCE_CLASSES
 
 __all__ = ["ALERCE_CLASSES", "LIGHT_CURVE_CLASSES"]
