@@ -102,6 +102,8 @@ filters:
     where: objects.ndet >= 3
 """
 FILTER_NAMES = ("everything", "curves")
+#: A partition read is complete once no message came for this long past its high watermark.
+QUIET_S = 2.0
 
 
 class ChaosError(RuntimeError):
@@ -253,18 +255,18 @@ def topic_messages(bootstrap: str, topics: dict[str, str]) -> dict[str, list[tup
             messages: list[tuple] = []
             for partition in partitions:
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-                if high <= low:
-                    continue
                 consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
-                deadline = time.monotonic() + 60
-                position = low
-                while position < high:
+                # Past the high watermark until the partition is quiet: the embedded broker reports
+                # the base offset of its last record batch + 1 as the high watermark, not the end.
+                deadline, quiet_until, position = time.monotonic() + 120, time.monotonic() + QUIET_S, low
+                while position < high or time.monotonic() < quiet_until:
                     if time.monotonic() > deadline:
                         raise ChaosError(f"could not read {topic}[{partition}] up to offset {high}")
-                    message = consumer.poll(1.0)
+                    message = consumer.poll(0.2)
                     if message is None or message.error():
                         continue
                     position = message.offset() + 1
+                    quiet_until = time.monotonic() + QUIET_S
                     headers = dict(message.headers() or [])
                     records = list(fastavro.reader(io.BytesIO(message.value())))
                     messages.append((message.key(), headers.get("candid"), repr(_plain(records))))
