@@ -34,9 +34,9 @@ from lenga.io.preflight import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def job(name: str, *args: str) -> subprocess.CompletedProcess:
+def job(name: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "jobs" / f"{name}.py"), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
@@ -124,3 +124,42 @@ def test_full_disk_reported_by_the_jvm_is_recognised(capsys):
     assert len(capsys.readouterr().err.splitlines()) == 1
     with pytest.raises(ValueError):
         run_job(lambda: (_ for _ in ()).throw(ValueError("other errors keep their traceback")))
+
+
+def _mount_tmpfs(path: Path, size: str, remount: bool = False) -> bool:
+    options = f"remount,size={size}" if remount else f"size={size}"
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.timeout(420)
+def test_stream_on_a_full_disk_fails_clearly_then_resumes_once_there_is_space(tmp_path):
+    """A real ENOSPC: the lake on a 1 MB tmpfs (root only). One error line, exit 3; once the disk
+    is larger, the same command finishes with every alert stored once."""
+    from deltalake import DeltaTable
+
+    from lenga.sim.night import SimConfig, expected_counts, simulate, write_directory
+
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    if os.geteuid() != 0 or not _mount_tmpfs(lake, "1m"):
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        alerts = list(simulate(SimConfig(seed=7, n_objects=30, n_nights=2, corrupt_fraction=0.0)))
+        write_directory(alerts, tmp_path / "alerts")
+        command = ["stream", "--files", str(tmp_path / "alerts"), "--lake", str(lake), "--checkpoint",
+                   str(tmp_path / "checkpoint"), "--set", "spark.spark.master=local[2]"]
+        full = job(*command)
+        assert full.returncode == EXIT_NO_SPACE, full.stderr[-3000:]
+        (line,) = error_lines(full)
+        assert line.startswith("[lenga] error: no space left on device") and "rerun" in line
+        assert _mount_tmpfs(lake, "256m", remount=True)
+        again = job(*command)
+        assert again.returncode == 0, again.stderr[-3000:]
+        truth = expected_counts(alerts)
+        for table, expected in (("alerts", truth["alerts"]), ("detections", truth["detections"])):
+            stored = DeltaTable(str(lake / table)).to_pyarrow_table(columns=["survey", "candid"])
+            assert stored.num_rows == expected
+            assert stored.group_by(["survey", "candid"]).aggregate([]).num_rows == expected
+    finally:
+        subprocess.run(["umount", str(lake)], capture_output=True)
