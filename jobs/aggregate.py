@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 from lenga.config import add_config_arguments, load_config
 from lenga.stream.aggregate import AggregationSettings, run_aggregation
+from lenga.stream.preflight import preflight, run_job
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,7 +37,9 @@ def main(argv=None) -> None:
     settings = AggregationSettings.from_config(config)
     changes = {k: v for k, v in (("checkpoint", args.checkpoint), ("trigger", args.trigger),
                                  ("state_ttl_days", args.state_ttl_days)) if v is not None}
-    summary = run_aggregation(config, settings=dataclasses.replace(settings, **changes))
+    settings = dataclasses.replace(settings, **changes)
+    preflight(config.lake.root, settings.checkpoint_for(config))
+    summary = run_aggregation(config, settings=settings)
     written = {}
     for batch in summary.batches:
         for table, result in batch.tables.items():
@@ -46,4 +50,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(main))

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 from lenga.config import add_config_arguments, load_config
 from lenga.filters.config import FilterSettings
 from lenga.stream.distribute import run_distribution
+from lenga.stream.preflight import preflight, run_job
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,11 +39,13 @@ def main(argv=None) -> None:
     changes = {k: v for k, v in (("bootstrap_servers", args.bootstrap), ("file", args.filters),
                                  ("schema_registry_url", args.schema_registry), ("checkpoint", args.checkpoint),
                                  ("trigger", args.trigger)) if v is not None}
-    summary = run_distribution(config, settings=dataclasses.replace(settings, **changes))
+    settings = dataclasses.replace(settings, **changes)
+    preflight(config.lake.root, settings.checkpoint_for(config))
+    summary = run_distribution(config, settings=settings)
     published = ", ".join(f"{name}: {n:,}" for name, n in summary.published().items()) or "nothing"
     print(f"[lenga] distribution: {len(summary.batches)} micro-batches, {summary.alerts:,} alerts in "
           f"{summary.wall_s:.1f} s; published {published}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(main))

@@ -9,9 +9,11 @@ Everything else comes from conf/lenga.yaml (``--conf FILE`` / ``--set section.ke
 from __future__ import annotations
 
 import argparse
+import sys
 
 from lenga.config import add_config_arguments, load_config
 from lenga.stream.ingest import print_summary, run_stream
+from lenga.stream.preflight import preflight, run_job
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,8 +42,9 @@ def config_from_args(args: argparse.Namespace):
 
 def main(argv=None) -> None:
     config = config_from_args(parse_args(argv))
+    preflight(config.lake.root, config.stream.checkpoint)
     print_summary(run_stream(config))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(main))
