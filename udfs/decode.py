@@ -69,17 +69,11 @@ def decode_or_quarantine(messages: KafkaMessages, batch_id: int | None = None) -
     except BaseException as exc:
         if not message_error(exc):
             raise
-    parts = [_decode_alone(messages.slice(i, 1), batch_id) for i in range(len(messages.values))]
-    return pa.concat_batches(parts) if parts else quarantine_messages(messages, [], batch_id)
-
-
-def _decode_alone(message: KafkaMessages, batch_id: int | None) -> pa.RecordBatch:
-    try:
-        return decode_messages(message, batch_id)
-    except BaseException as exc:
-        if not message_error(exc):
-            raise
-        return quarantine_messages(message, [f"decoder error: {type(exc).__name__}: {exc}"], batch_id)
+        if len(messages.values) <= 1:
+            reason = f"decoder error: {type(exc).__name__}: {exc}"
+            return quarantine_messages(messages, [reason] * len(messages.values), batch_id)
+    return pa.concat_batches([decode_or_quarantine(messages.slice(i, 1), batch_id)
+                              for i in range(len(messages.values))])
 
 
 def decode_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
