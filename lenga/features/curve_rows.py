@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lenga.curves.points import DETECTION, OBJECT_KEY
+from lenga.curves.points import CONTEXT_COLUMNS, CURVE_COLUMNS, DETECTION, OBJECT_KEY
 from lenga.decode import SURVEYS
 from lenga.features.config import FeatureConfig
 from lenga.features.extract import extract_features, feature_schema
@@ -77,6 +77,21 @@ def _summary(detections: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"curves of unknown surveys {sorted(set(summary['survey'][longitude.isna()]))}")
     summary["night"] = night_from_mjd(summary["lastmjd"].to_numpy(), longitude.to_numpy(dtype=float))
     return summary
+
+
+def curves_table(surveys: list[str], object_ids: list[str], curves: list[dict[str, np.ndarray]]) -> pa.Table:
+    """Curves of many objects as ``CURVES_SCHEMA`` rows (one row per object, one list per curve column),
+    from one dict of ``CURVE_COLUMNS`` arrays per object; the context columns are null (simulated and
+    labelled real curves have no alert context)."""
+    offsets = pa.array(np.r_[0, np.cumsum([c["mjd"].size for c in curves])].astype(np.int32))
+    types = {"kind": pa.string(), "candid": pa.int64(), "band": pa.string(), "isdiffpos": pa.bool_()}
+    columns = {"survey": pa.array(surveys, pa.string()), "objectId": pa.array(object_ids, pa.string())}
+    for c in CURVE_COLUMNS:
+        values = pa.array(np.concatenate([curve[c] for curve in curves]), type=types.get(c, pa.float64()),
+                          from_pandas=True)
+        columns[c] = pa.ListArray.from_arrays(offsets, values)
+    columns.update({c: pa.nulls(len(curves), pa.float64()) for c in CONTEXT_COLUMNS})
+    return pa.table(columns)
 
 
 def curve_features(curves: pa.Table, config: FeatureConfig) -> pd.DataFrame:

@@ -65,3 +65,28 @@ def plot_confusion(matrix: np.ndarray, classes: tuple[str, ...], title: str, pat
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_reliability(levels: dict[str, dict], title: str, path: str | Path) -> None:
+    """Reliability diagram: per calibration bin (:func:`lenga.scores.calibration`), accuracy against
+    mean top probability, one line per entry of ``levels`` (label -> calibration dict)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    for label, result in levels.items():
+        bins = result["bins"]
+        ax.plot([b["mean_probability"] for b in bins], [b["accuracy"] for b in bins], marker="o", ms=3,
+                label=f"{label} (ECE {result['ece']:.3f})")
+    ax.set_xlabel("mean top probability")
+    ax.set_ylabel("fraction correct")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

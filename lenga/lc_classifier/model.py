@@ -36,9 +36,13 @@ TOP_MODEL = "top"
 #: lenga has watched an object rather than on the object (detection counts), or on the alert context
 #: that simulated curves lack (the model must see in the stream what it saw in training).
 NON_FEATURE_PREFIXES = ("n_det_",)
+#: Optional column of a training frame: an object's weight relative to the others of its class.
+SAMPLE_WEIGHT = "sample_weight"
 NON_FEATURE_COLUMNS = frozenset({"survey", "objectId", "feature_version", "night", "lastmjd", "ndet", "hpx",
                                  "last_batch_id", "class_name", "sgscore1", "distpsnr1", "sgscore2", "distpsnr2",
-                                 "srmag1", "extendedness"})
+                                 "srmag1", "extendedness", SAMPLE_WEIGHT})
+#: ``metadata.json`` key of the probability temperatures (:meth:`HierarchicalClassifier.predict_proba`).
+TEMPERATURES = "temperatures"
 
 
 @dataclass(frozen=True)
@@ -82,20 +86,35 @@ def as_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return np.clip(x, -FLOAT32_MAX, FLOAT32_MAX).astype(np.float32)
 
 
-def balanced_weights(labels: np.ndarray) -> np.ndarray:
-    """Per-object weights n / (k n_class): every class carries the same total weight."""
-    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    return (len(labels) / (len(classes) * counts))[inverse]
+def balanced_weights(labels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Per-object weights under which every class carries the same total weight (the mean weight is
+    1); inside a class, objects keep the relative ``weights`` given (default: all equal, n / (k n_class))."""
+    weights = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
+    classes, inverse = np.unique(labels, return_inverse=True)
+    class_totals = np.bincount(inverse, weights=weights)
+    return weights * len(labels) / (len(classes) * class_totals[inverse])
 
 
-def _train_booster(x: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], settings: XGBSettings) -> xgb.Booster:
+def _train_booster(x: np.ndarray, labels: np.ndarray, weights: np.ndarray, classes: tuple[str, ...],
+                   settings: XGBSettings) -> xgb.Booster:
     codes = np.array([classes.index(c) for c in labels])
-    matrix = xgb.DMatrix(x, label=codes, weight=balanced_weights(labels), missing=np.nan)
+    matrix = xgb.DMatrix(x, label=codes, weight=balanced_weights(labels, weights), missing=np.nan)
     return xgb.train(settings.params(len(classes)), matrix, num_boost_round=settings.n_estimators)
 
 
-def _train_raw(args: tuple[np.ndarray, np.ndarray, tuple[str, ...], XGBSettings]) -> bytes:
+def _train_raw(args: tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...], XGBSettings]) -> bytes:
     return bytes(_train_booster(*args).save_raw("ubj"))
+
+
+def tempered(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities with their log-odds divided by ``temperature`` (Guo et al. 2017, temperature
+    scaling): > 1 softens over-confident predictions, 1 changes nothing; the ranking is kept."""
+    if temperature == 1.0:
+        return probabilities
+    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    scaled = np.exp(logits)
+    return scaled / scaled.sum(axis=1, keepdims=True)
 
 
 def _predict(booster: xgb.Booster, x: np.ndarray) -> np.ndarray:
@@ -114,7 +133,8 @@ class HierarchicalClassifier:
     @classmethod
     def fit(cls, frame: pd.DataFrame, settings: XGBSettings, metadata: dict | None = None,
             processes: int = 1) -> HierarchicalClassifier:
-        """Train on a features frame with a ``class_name`` column of leaf classes.
+        """Train on a features frame with a ``class_name`` column of leaf classes (and optionally
+        :data:`SAMPLE_WEIGHT`, each object's weight relative to the others of its class).
 
         The four models are independent: with ``processes`` > 1 they train in that many worker
         processes (each with ``settings.nthread`` threads), which gives the same boosters.
@@ -126,8 +146,10 @@ class HierarchicalClassifier:
         x = as_matrix(frame, features)
         leaf = frame["class_name"].to_numpy()
         branch = np.array([BRANCH_OF[c] for c in leaf])
-        tasks = [(x, branch, TOP_CLASSES, settings)]
-        tasks += [(x[branch == b], leaf[branch == b], ALERCE_CLASSES[b], settings) for b in TOP_CLASSES]
+        weights = frame[SAMPLE_WEIGHT].to_numpy(dtype=np.float64) if SAMPLE_WEIGHT in frame else np.ones(len(frame))
+        tasks = [(x, branch, weights, TOP_CLASSES, settings)]
+        tasks += [(x[branch == b], leaf[branch == b], weights[branch == b], ALERCE_CLASSES[b], settings)
+                  for b in TOP_CLASSES]
         if processes > 1:
             # spawn, not fork: children forked from a process whose OpenMP pool is running hang
             with multiprocessing.get_context("spawn").Pool(processes) as pool:
@@ -145,12 +167,20 @@ class HierarchicalClassifier:
                              f"was it computed with feature version {self.metadata.get('feature_version')}?")
         return as_matrix(frame, self.features)
 
+    def predict_parts(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The boosters' own probabilities: top level (n, 3), and per branch P(leaf | branch)."""
+        return _predict(self.top, x), {b: _predict(self.branches[b], x) for b in TOP_CLASSES}
+
     def predict_proba(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(top, leaf) probabilities: (n, 3) in TOP_CLASSES order and (n, 15) in LEAF_CLASSES order,
-        ``P(leaf) = P(branch) P(leaf | branch)``."""
-        top = _predict(self.top, x)
-        leaf = np.concatenate([top[:, [k]] * _predict(self.branches[b], x) for k, b in enumerate(TOP_CLASSES)],
-                              axis=1)
+        ``P(leaf) = P(branch) P(leaf | branch)``, each level calibrated by its temperature
+        (``metadata["temperatures"]``: ``top`` and ``branch``, fitted on real data by
+        :mod:`lenga.lc_classifier.train`; 1 when absent)."""
+        temperature = self.metadata.get(TEMPERATURES, {})
+        top, branches = self.predict_parts(x)
+        top = tempered(top, temperature.get("top", 1.0))
+        leaf = np.concatenate([top[:, [k]] * tempered(branches[b], temperature.get("branch", 1.0))
+                               for k, b in enumerate(TOP_CLASSES)], axis=1)
         return top, leaf
 
     def save(self, directory: str | Path) -> None:

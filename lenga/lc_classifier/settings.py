@@ -24,14 +24,16 @@ DEFAULT_SURVEY_MIX = {"ztf": 0.7, "lsst": 0.3}
 class TrainingSetConfig:
     """What to simulate: ``n_per_class`` classifiable objects per leaf class, from ``seed``.
 
-    ``baseline_days``: (min, max) length of an object's observed history, uniform; ``survey_mix``:
-    fraction of objects per survey; ``min_detections``/``detection_bands``: the stream's
-    classification criterion.
+    ``baseline_days``: (min, max) length of an object's observed history, uniform;
+    ``single_alert_fraction``: share of objects seen only through one alert's history (the survey's
+    ``history_days`` before one detection) instead of their whole curve; ``survey_mix``: fraction of
+    objects per survey; ``min_detections``/``detection_bands``: the stream's classification criterion.
     """
 
     n_per_class: int
     seed: int
     baseline_days: tuple[float, float] = (60.0, 730.0)
+    single_alert_fraction: float = 0.0
     survey_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SURVEY_MIX))
     min_detections: int = 6
     detection_bands: tuple[str, ...] = ("g", "r")
@@ -42,6 +44,8 @@ class TrainingSetConfig:
         lo, hi = self.baseline_days
         if not 30 <= lo <= hi:
             raise ValueError(f"baseline_days must be (min, max) with 30 <= min <= max, got {self.baseline_days}")
+        if not 0 <= self.single_alert_fraction <= 1:
+            raise ValueError(f"single_alert_fraction must be within [0, 1], got {self.single_alert_fraction}")
         unknown = set(self.survey_mix) - set(SURVEYS)
         if unknown or not self.survey_mix or min(self.survey_mix.values()) < 0:
             raise ValueError(f"survey_mix needs non-negative weights of {sorted(SURVEYS)}, got {self.survey_mix}")
@@ -49,7 +53,10 @@ class TrainingSetConfig:
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """``lc_classifier.training``: sizes and seeds of the simulated sets, and the xgboost settings."""
+    """``lc_classifier.training``: sizes and seeds of the simulated sets, the labelled real set trained
+    on beside them (``real_dir``, None: simulator only; each real object weighs ``real_weight``
+    simulated objects of its class; ``real_folds`` object-grouped folds score it), and the xgboost
+    settings."""
 
     n_per_class: int = 4000
     test_per_class: int = 600
@@ -57,20 +64,39 @@ class TrainingSettings:
     test_seed: int = 2
     processes: int = 2
     baseline_days: tuple[float, float] = (60.0, 730.0)
+    single_alert_fraction: float = 0.0
     survey_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SURVEY_MIX))
+    real_dir: str | None = None
+    real_weight: float = 1.0
+    real_folds: int = 5
     xgboost: XGBSettings = field(default_factory=XGBSettings)
 
     def __post_init__(self):
+        if self.real_weight <= 0:
+            raise ConfigError(f"config.{SECTION}.training.real_weight: must be > 0, got {self.real_weight}")
+        if self.real_folds < 2:
+            raise ConfigError(f"config.{SECTION}.training.real_folds: must be >= 2, got {self.real_folds}")
         if self.seed == self.test_seed:
             raise ConfigError(f"config.{SECTION}.training.test_seed: must differ from seed ({self.seed}): "
                               "the held-out set must be another sky")
         if self.processes < 1:
             raise ConfigError(f"config.{SECTION}.training.processes: must be >= 1")
 
+    @property
+    def real_path(self) -> Path | None:
+        """The labelled real set; a relative path is taken from the checkout holding conf/."""
+        if self.real_dir is None:
+            return None
+        path = Path(self.real_dir)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
     def training_set(self, min_detections: int, bands: tuple[str, ...], held_out: bool = False) -> TrainingSetConfig:
+        """The simulated training set, or the held-out one (another seed; whole curves only, so the
+        held-out scores of every model version are measured on the same sky)."""
         try:
             return TrainingSetConfig(self.test_per_class if held_out else self.n_per_class,
                                      self.test_seed if held_out else self.seed, tuple(self.baseline_days),
+                                     0.0 if held_out else self.single_alert_fraction,
                                      dict(self.survey_mix), min_detections, bands)
         except ValueError as error:
             raise ConfigError(f"config.{SECTION}.training: {error}") from error

@@ -14,6 +14,7 @@ simulator.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import warnings
@@ -25,16 +26,25 @@ import numpy as np
 import pandas as pd
 
 from lenga.features import FEATURE_VERSION, FeatureConfig
-from lenga.lc_classifier.evaluate import evaluate, plot_confusion
+from lenga.lc_classifier.calibration import fit_temperatures
+from lenga.lc_classifier.evaluate import evaluate, plot_confusion, plot_reliability
+from lenga.lc_classifier.inference import eligible
 from lenga.lc_classifier.model import (
+    BRANCH_OF,
     LEAF_CLASSES,
+    SAMPLE_WEIGHT,
+    TEMPERATURES,
     TOP_CLASSES,
     HierarchicalClassifier,
     as_matrix,
     feature_columns,
+    tempered,
 )
+from lenga.lc_classifier.realset import RealSetError, labelled_features
 from lenga.lc_classifier.settings import LCClassifierSettings, TrainingSetConfig
 from lenga.lc_classifier.trainingset import build
+from lenga.scores import calibration, class_report
+from lenga.taxonomy import ALERCE_CLASSES
 
 #: Version of the classifier (model code + training recipe); stored with every classification.
 CLASSIFIER_VERSION = "1.1.0"
@@ -52,7 +62,8 @@ CARD_FILE = "README.md"
 def labelled_set(config: TrainingSetConfig, features_config: FeatureConfig, processes: int,
                  cache_dir: str | Path | None, log: Callable[[str], None]) -> pd.DataFrame:
     """The simulated feature set of ``config``, from the cache when present."""
-    name = f"seed{config.seed}_n{config.n_per_class}_features{FEATURE_VERSION}.parquet"
+    recipe = hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:8]
+    name = f"seed{config.seed}_n{config.n_per_class}_features{FEATURE_VERSION}_{recipe}.parquet"
     path = Path(cache_dir) / name if cache_dir else None
     if path is not None and path.is_file():
         log(f"reading the cached set {path}")
@@ -64,6 +75,83 @@ def labelled_set(config: TrainingSetConfig, features_config: FeatureConfig, proc
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(path)
     return frame
+
+
+def real_objects(settings: LCClassifierSettings, features_config: FeatureConfig) -> pd.DataFrame:
+    """The labelled real objects the stream would classify (features + ``class_name``), from
+    ``training.real_dir``; an empty frame when it is None."""
+    path = settings.training.real_path
+    if path is None:
+        return pd.DataFrame()
+    if not path.is_dir():
+        raise RealSetError(f"labelled real set {path} not found: pass --real DIR, or "
+                           f"--set lc_classifier.training.real_dir=null to train on the simulator only")
+    frame = labelled_features(path, features_config)
+    if frame.empty:
+        return frame
+    keep = eligible(frame, settings.min_detections, tuple(settings.detection_bands))
+    return frame[keep].reset_index(drop=True)
+
+
+def real_folds(labels: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Object-grouped folds (one row per object) stratified by class; classes with fewer objects
+    than folds are stratified together."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = pd.Series(labels).value_counts()
+    strata = np.where(pd.Series(labels).map(counts).to_numpy() >= n_folds, labels, "rare")
+    return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(labels, strata))
+
+
+def with_real(sim: pd.DataFrame, real: pd.DataFrame, weight: float) -> pd.DataFrame:
+    """The simulated and real training objects in one frame, each real one weighing ``weight``."""
+    return pd.concat([sim.assign(**{SAMPLE_WEIGHT: 1.0}), real.assign(**{SAMPLE_WEIGHT: float(weight)})],
+                     ignore_index=True, join="inner")
+
+
+def cross_validated(sim: pd.DataFrame, real: pd.DataFrame, settings: LCClassifierSettings,
+                    log: Callable[[str], None]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Out-of-fold booster outputs on every real object (top probabilities, and per branch
+    P(leaf | branch)): each fold's objects are predicted by a model trained on the simulator and
+    the other folds."""
+    t = settings.training
+    top = np.zeros((len(real), len(TOP_CLASSES)))
+    branches = {b: np.zeros((len(real), len(ALERCE_CLASSES[b]))) for b in TOP_CLASSES}
+    for k, (train_rows, test_rows) in enumerate(real_folds(real["class_name"].to_numpy(), t.real_folds,
+                                                           t.xgboost.seed)):
+        started = time.perf_counter()
+        model = HierarchicalClassifier.fit(with_real(sim, real.iloc[train_rows], t.real_weight), t.xgboost,
+                                           processes=t.processes)
+        fold_top, fold_branches = model.predict_parts(model.matrix(real.iloc[test_rows]))
+        top[test_rows] = fold_top
+        for b in TOP_CLASSES:
+            branches[b][test_rows] = fold_branches[b]
+        log(f"real fold {k + 1}/{t.real_folds}: {len(test_rows)} objects, {time.perf_counter() - started:.0f} s")
+    return top, branches
+
+
+def real_report(real: pd.DataFrame, top: np.ndarray, branches: dict[str, np.ndarray],
+                temperatures: dict[str, float]) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Scores of out-of-fold predictions on the real objects: per level the class report
+    (:func:`lenga.scores.class_report`) and the calibration before and after the temperatures; and
+    per level the (true, predicted) classes for the confusion matrices."""
+    leaf_truth = real["class_name"].to_numpy(dtype=object)
+    truth = {"top": np.array([BRANCH_OF[c] for c in leaf_truth], dtype=object), "leaf": leaf_truth}
+    raw, calibrated = {}, {}
+    for name, temperature in (("raw", {"top": 1.0, "branch": 1.0}), ("calibrated", temperatures)):
+        scaled_top = tempered(top, temperature["top"])
+        leaf = np.concatenate([scaled_top[:, [k]] * tempered(branches[b], temperature["branch"])
+                               for k, b in enumerate(TOP_CLASSES)], axis=1)
+        (raw if name == "raw" else calibrated).update(top=scaled_top, leaf=leaf)
+    report, pairs = {"n_objects": len(real), "folds_note": "object-grouped, stratified; out-of-fold predictions"}, {}
+    for level, classes in (("top", TOP_CLASSES), ("leaf", LEAF_CLASSES)):
+        predicted = np.asarray(classes, dtype=object)[calibrated[level].argmax(axis=1)]
+        correct = predicted == truth[level]
+        report[level] = {**class_report(truth[level], predicted, classes),
+                         "calibration_raw": calibration(raw[level].max(axis=1), correct),
+                         "calibration": calibration(calibrated[level].max(axis=1), correct)}
+        pairs[level] = (truth[level], predicted)
+    return report, pairs
 
 
 def feature_ranges(frame: pd.DataFrame) -> dict[str, list[float]]:
@@ -80,30 +168,45 @@ def feature_ranges(frame: pd.DataFrame) -> dict[str, list[float]]:
 
 def train(settings: LCClassifierSettings, features_config: FeatureConfig, out_dir: str | Path, command: str,
           cache_dir: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
-    """Simulate, fit, evaluate and write everything to ``out_dir``; returns the report."""
+    """Simulate, read the real set, cross-validate on it, fit, evaluate and write everything to
+    ``out_dir``; returns the report."""
     t = settings.training
     bands = tuple(settings.detection_bands)
     train_config = t.training_set(settings.min_detections, bands)
     test_config = t.training_set(settings.min_detections, bands, held_out=True)
     train_set = labelled_set(train_config, features_config, t.processes, cache_dir, log)
     test_set = labelled_set(test_config, features_config, t.processes, cache_dir, log)
+    real = real_objects(settings, features_config)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    temperatures, real_scores = {"top": 1.0, "branch": 1.0}, None
+    if len(real):
+        log(f"{len(real):,} labelled real objects from {t.real_path} "
+            f"({real['class_name'].value_counts().to_dict()}); {t.real_folds}-fold cross-validation")
+        top, branches = cross_validated(train_set, real, settings, log)
+        temperatures = fit_temperatures(top, branches, real["class_name"].to_numpy(dtype=object))
+        real_scores, pairs = real_report(real, top, branches, temperatures)
+        write_real_figures(real_scores, pairs, out)
     started = time.perf_counter()
     metadata = {"classifier_version": CLASSIFIER_VERSION, "feature_version": FEATURE_VERSION,
                 "min_detections": settings.min_detections, "detection_bands": list(bands),
                 "training": {"n_per_class": t.n_per_class, "seed": t.seed, "baseline_days": list(t.baseline_days),
+                             "single_alert_fraction": t.single_alert_fraction,
                              "survey_mix": t.survey_mix, "n_objects": len(train_set),
-                             "per_survey": train_set["survey"].value_counts().to_dict()},
-                "xgboost": asdict(t.xgboost), "command": command,
+                             "per_survey": train_set["survey"].value_counts().to_dict(),
+                             "real_dir": t.real_dir, "real_objects": len(real), "real_weight": t.real_weight,
+                             "real_classes": real["class_name"].value_counts().to_dict() if len(real) else {}},
+                "xgboost": asdict(t.xgboost), "command": command, TEMPERATURES: temperatures,
                 "feature_ranges": feature_ranges(train_set)}
-    model = HierarchicalClassifier.fit(train_set, t.xgboost, metadata, processes=t.processes)
+    fit_frame = with_real(train_set, real, t.real_weight) if len(real) else train_set
+    model = HierarchicalClassifier.fit(fit_frame, t.xgboost, metadata, processes=t.processes)
     fit_s = time.perf_counter() - started
-    log(f"fitted 4 models on {len(train_set):,} objects x {len(model.features)} features in {fit_s:.0f} s")
+    log(f"fitted 4 models on {len(fit_frame):,} objects x {len(model.features)} features in {fit_s:.0f} s")
     report, matrices = evaluate(model, test_set)
     report = {"classifier_version": CLASSIFIER_VERSION, "feature_version": FEATURE_VERSION,
               "held_out": {"seed": t.test_seed, "n_per_class": t.test_per_class,
                            "per_survey": test_set["survey"].value_counts().to_dict()},
-              "fit_seconds": round(fit_s, 1), **report}
-    out = Path(out_dir)
+              "fit_seconds": round(fit_s, 1), **report, "real_cross_validated": real_scores}
     model.save(out)
     (out / REPORT_FILE).write_text(json.dumps(report, indent=1) + "\n")
     plot_confusion(matrices["top"], TOP_CLASSES, f"top level, held-out seed {t.test_seed}: macro F1 "
@@ -112,6 +215,20 @@ def train(settings: LCClassifierSettings, features_config: FeatureConfig, out_di
                    f"{report['leaf']['macro_f1']:.3f}", out / "confusion_leaf.png")
     (out / CARD_FILE).write_text(model_card(model.metadata, report))
     return report
+
+
+def write_real_figures(scores: dict, pairs: dict[str, tuple[np.ndarray, np.ndarray]], out: Path) -> None:
+    """``confusion_real_{top,leaf}.png`` (out-of-fold, real objects) and ``reliability_real.png``."""
+    from sklearn.metrics import confusion_matrix
+
+    for level, classes in (("top", TOP_CLASSES), ("leaf", LEAF_CLASSES)):
+        true, predicted = pairs[level]
+        matrix = np.nan_to_num(confusion_matrix(true, predicted, labels=list(classes), normalize="true"))
+        plot_confusion(matrix, classes, f"{level} level, real objects (cross-validated): balanced recall "
+                       f"{scores[level]['balanced_recall']:.3f}", out / f"confusion_real_{level}.png")
+    plot_reliability({f"{level}, {kind}": scores[level][key] for level in ("top", "leaf")
+                      for kind, key in (("raw", "calibration_raw"), ("calibrated", "calibration"))},
+                     "real objects, cross-validated", out / "reliability_real.png")
 
 
 def model_card(metadata: dict, report: dict) -> str:

@@ -21,11 +21,10 @@ import multiprocessing
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from lenga.curves.points import CONTEXT_COLUMNS, CURVE_COLUMNS, DETECTION, NO_CANDID
+from lenga.curves.points import DETECTION, NO_CANDID
 from lenga.features import FeatureConfig
-from lenga.features.curve_rows import curve_features
+from lenga.features.curve_rows import curve_features, curves_table
 from lenga.lc_classifier.model import LEAF_CLASSES
 from lenga.lc_classifier.settings import TrainingSetConfig
 from lenga.photometry import MAG_ERR_PER_REL_FLUX
@@ -58,10 +57,34 @@ def simulate_object(config: TrainingSetConfig, class_index: int, key: int) -> Si
     return make_object(survey, rng, key, model, nights, window, (0.0, 0.0), seed=(config.seed, class_index, key))
 
 
-def classifiable(o: SimObject, config: TrainingSetConfig) -> bool:
-    """True when the stream would classify the object: ``min_detections`` in one detection band."""
-    bands = o.epochs.band[o.detected]
+def classifiable(points: dict[str, np.ndarray], config: TrainingSetConfig) -> bool:
+    """True when the stream would classify the curve: ``min_detections`` in one detection band."""
+    bands = points["band"][points["kind"] == DETECTION]
     return any(int((bands == b).sum()) >= config.min_detections for b in config.detection_bands)
+
+
+def one_alert(points: dict[str, np.ndarray], rng: np.random.Generator, history_days: float) -> dict[str, np.ndarray]:
+    """The curve a single alert of the object carries: one of its detections, drawn at random, and
+    the points of the ``history_days`` before it (the alert's ``prv_candidates`` window). Most real
+    ZTF alerts of variable stars reach a broker this way, with no longer history behind them."""
+    t_alert = rng.choice(points["mjd"][points["kind"] == DETECTION])
+    keep = (points["mjd"] >= t_alert - history_days) & (points["mjd"] <= t_alert)
+    return {name: values[keep] for name, values in points.items()}
+
+
+def training_curve(config: TrainingSetConfig, class_index: int, key: int
+                   ) -> tuple[SimObject, dict[str, np.ndarray] | None]:
+    """Object ``key`` and the curve it contributes (None when it was never detected): its whole
+    curve, or with probability ``single_alert_fraction`` what one of its alerts carries
+    (:func:`one_alert`)."""
+    o = simulate_object(config, class_index, key)
+    if not o.detected.any():
+        return o, None
+    points = curve_points(o)
+    rng = np.random.default_rng((config.seed, class_index, key, 1))
+    if rng.random() < config.single_alert_fraction:
+        points = one_alert(points, rng, o.survey.history_days)
+    return o, points
 
 
 def curve_points(o: SimObject) -> dict[str, np.ndarray]:
@@ -102,31 +125,17 @@ def curve_points(o: SimObject) -> dict[str, np.ndarray]:
     }
 
 
-def curves_table(surveys: list[str], object_ids: list[str], curves: list[dict[str, np.ndarray]]) -> pa.Table:
-    """Curves of many objects as ``CURVES_SCHEMA`` rows (one row per object, one list per curve column);
-    the context columns are null (simulated curves have no alert context)."""
-    offsets = pa.array(np.r_[0, np.cumsum([c["mjd"].size for c in curves])].astype(np.int32))
-    types = {"kind": pa.string(), "candid": pa.int64(), "band": pa.string(), "isdiffpos": pa.bool_()}
-    columns = {"survey": pa.array(surveys, pa.string()), "objectId": pa.array(object_ids, pa.string())}
-    for c in CURVE_COLUMNS:
-        values = pa.array(np.concatenate([curve[c] for curve in curves]), type=types.get(c, pa.float64()),
-                          from_pandas=True)
-        columns[c] = pa.ListArray.from_arrays(offsets, values)
-    columns.update({c: pa.nulls(len(curves), pa.float64()) for c in CONTEXT_COLUMNS})
-    return pa.table(columns)
-
-
 def _chunk(args: tuple[TrainingSetConfig, FeatureConfig, int, int, int]) -> tuple[int, int, pd.DataFrame, int]:
     """Features of the classifiable objects among keys [chunk * size, (chunk + 1) * size)."""
 
     config, features_config, class_index, chunk, size = args
     surveys, ids, curves = [], [], []
     for key in range(chunk * size, (chunk + 1) * size):
-        o = simulate_object(config, class_index, key)
-        if classifiable(o, config):
+        o, points = training_curve(config, class_index, key)
+        if points is not None and classifiable(points, config):
             surveys.append(o.survey.name)
             ids.append(f"sim{class_index:02d}_{key:07d}")
-            curves.append(curve_points(o))
+            curves.append(points)
     if not curves:
         return class_index, chunk, pd.DataFrame(), 0
     features = curve_features(curves_table(surveys, ids, curves), features_config)

@@ -23,7 +23,7 @@ from lenga.lc_classifier.model import (
     balanced_weights,
 )
 from lenga.lc_classifier.settings import LCClassifierSettings, TrainingSetConfig
-from lenga.lc_classifier.trainingset import build, classifiable, simulate_object
+from lenga.lc_classifier.trainingset import DETECTION, build, classifiable, curve_points, one_alert, simulate_object
 
 SMALL = XGBSettings(n_estimators=8, max_depth=3)
 
@@ -68,12 +68,34 @@ def test_training_set_does_not_depend_on_process_count(sets):
 
 def test_simulated_object_is_kept_only_with_enough_detections():
     config = TrainingSetConfig(n_per_class=1, seed=3)
-    objects = [simulate_object(config, LEAF_CLASSES.index("SNIa"), k) for k in range(30)]
-    kept = [classifiable(o, config) for o in objects]
+    objects = [o for o in (simulate_object(config, LEAF_CLASSES.index("SNIa"), k) for k in range(30))
+               if o.detected.any()]
+    kept = [classifiable(curve_points(o), config) for o in objects]
     assert any(kept) and not all(kept)
     for o, keep in zip(objects, kept, strict=True):
         bands = o.epochs.band[o.detected]
         assert keep == (max((bands == "g").sum(), (bands == "r").sum()) >= 6)
+
+
+def test_one_alert_keeps_a_detection_and_the_history_window_before_it():
+    config = TrainingSetConfig(n_per_class=1, seed=3)
+    o = next(o for o in (simulate_object(config, LEAF_CLASSES.index("RRL"), k) for k in range(50))
+             if o.detected.sum() > 20)
+    whole = curve_points(o)
+    alert = one_alert(whole, np.random.default_rng(0), 30.0)
+    detections = alert["mjd"][alert["kind"] == DETECTION]
+    assert detections.size >= 1 and alert["mjd"].max() == detections.max()
+    assert alert["mjd"].max() - alert["mjd"].min() <= 30.0 < whole["mjd"].max() - whole["mjd"].min()
+    assert set(detections) <= set(whole["mjd"][whole["kind"] == DETECTION])
+
+
+def test_single_alert_fraction_shortens_the_training_curves():
+    features = load_feature_config()
+    whole = build(TrainingSetConfig(n_per_class=6, seed=5), features, processes=1, classes=("RRL",))
+    short = build(TrainingSetConfig(n_per_class=6, seed=5, single_alert_fraction=1.0), features, processes=1,
+                  classes=("RRL",))
+    assert len(short) == len(whole) == 6
+    assert short["ndet"].median() < whole["ndet"].median()
 
 
 def test_retraining_with_the_same_seed_reproduces_the_metrics(sets):
@@ -90,6 +112,14 @@ def test_balanced_weights_give_every_class_the_same_total():
     labels = np.array(["a"] * 8 + ["b"] * 2)
     w = balanced_weights(labels)
     assert w[labels == "a"].sum() == pytest.approx(w[labels == "b"].sum()) == pytest.approx(5.0)
+
+
+def test_balanced_weights_keep_relative_weights_inside_a_class():
+    labels = np.array(["a"] * 8 + ["b"] * 2)
+    relative = np.array([1.0] * 6 + [4.0] * 2 + [1.0] * 2)  # two real objects among a's, weighing 4 each
+    w = balanced_weights(labels, relative)
+    assert w[labels == "a"].sum() == pytest.approx(w[labels == "b"].sum()) == pytest.approx(5.0)
+    assert w[6] == pytest.approx(4 * w[0])
 
 
 def test_hierarchical_probabilities_and_rows(sets, model):
