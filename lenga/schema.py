@@ -245,6 +245,10 @@ TABLE_KEYS = {
 
 TABLES = {"alerts": ALERTS, "detections": DETECTIONS, "non_detections": NON_DETECTIONS, "quarantine": QUARANTINE}
 
+#: Nullable columns added to a table after lake format 1 was fixed: a lake whose table lacks only
+#: these gets them added at start-up (lenga.stream.preflight), and its older rows read them as null.
+ADDED_COLUMNS = {"detections": tuple(field.name for field in [*_REFERENCE_SOURCE, *_CORRECTION])}
+
 
 def column_descriptions(schema: pa.Schema) -> dict[str, str]:
     """Column name -> description, in schema order (for the README and notebooks)."""
