@@ -163,6 +163,9 @@ _CORRECTION = [
        "subtracted; 100 when not measurable (ALeRCE); null unless corrected"),
     _f("sigmapsf_corr_ext", pa.float64(), "1-sigma error of magpsf_corr for an extended source; 100 when not "
        "measurable (ALeRCE); null unless corrected"),
+    _f("stellar", pa.bool_(), "ZTF: likely a star (ALeRCE): corrected, and a PS1 star within 1.4 arcsec "
+       "(sgscore1 > 0.4) or no PS1 source there and a point-like reference source (chinr < 2, "
+       "-0.13 < sharpnr < 0.1; history detections have no PS1 fields); null for LSST"),
 ]
 
 #: One row per detection: the alert's own candidate/diaSource and every valid history detection.

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lenga import schema
-from lenga.curves.correction import corrected_magnitudes, is_corrected
+from lenga.curves.correction import corrected_magnitudes, is_corrected, is_stellar
 from lenga.night import JD_MINUS_MJD, PALOMAR_LONGITUDE_DEG
 from lenga.photometry import ISDIFFPOS, zeropoint_flux_to_njy
 from lenga.survey import Extracted, ExtractedBatch, plausible_mjds, position_and_time_reasons, rows_table
@@ -47,6 +47,9 @@ CONTEXT_COLUMNS = (*schema.ZTF_CONTEXT_COLUMNS, "rb", "diffmaglim")
 #: Candidate fields copied to every detection row unchanged.
 DETECTION_COLUMNS = ("candid", "jd", "fid", "ra", "dec", "magpsf", "sigmapsf", "diffmaglim", "rb", "drb", "programid",
                      "magnr", "sigmagnr", "distnr")
+#: Candidate fields that decide whether a detection is of a star (lenga.curves.correction.is_stellar);
+#: prv_candidates have no PS1 fields (null).
+STELLAR_COLUMNS = ("distnr", "distpsnr1", "sgscore1", "chinr", "sharpnr")
 
 _FIDS = pa.array(list(FID_TO_BAND), pa.int32())
 _BANDS = pa.array(list(FID_TO_BAND.values()), pa.string())
@@ -115,14 +118,16 @@ def _history_columns(records: pa.StructArray, points: _Points) -> dict[str, pa.A
             "band": _band(fid)}
 
 
-def _corrections(columns: dict[str, pa.Array]) -> dict[str, pa.Array]:
+def _corrections(columns: dict[str, pa.Array], points: pa.Array) -> dict[str, pa.Array]:
     """ALeRCE's magnitude correction of each detection (lenga.curves.correction), from its own
-    fields: ``corrected`` and the corrected magnitude and errors (null unless corrected)."""
+    fields (``points``: its candidate or prv_candidate): ``corrected``, the corrected magnitude and
+    errors (null unless corrected) and ``stellar``."""
     corrected = is_corrected(_floats(columns["distnr"]))
     sign = np.where(pc.fill_null(columns["isdiffpos"], True).to_numpy(zero_copy_only=False), 1.0, -1.0)
     magnitudes = corrected_magnitudes(*(_floats(columns[name]) for name in ("magpsf", "sigmapsf")), sign,
                                       *(_floats(columns[name]) for name in ("magnr", "sigmagnr")), corrected)
     return {"corrected": pa.array(corrected),
+            "stellar": pa.array(is_stellar(*(_floats(_field(points, name)) for name in STELLAR_COLUMNS))),
             **{name: pa.array(values, mask=np.isnan(values)) for name, values in
                zip(("magpsf_corr", "sigmapsf_corr", "sigmapsf_corr_ext"), magnitudes, strict=True)}}
 
@@ -133,7 +138,7 @@ def _detections(records: pa.StructArray, points: _Points, from_history: bool) ->
     columns = {name: _field(points.values, name) for name in DETECTION_COLUMNS}
     columns.update(_history_columns(records, points), isdiffpos=_sign(_field(points.values, "isdiffpos")),
                    from_history=pa.repeat(pa.scalar(from_history), len(points.owner)))
-    columns.update(_corrections(columns))
+    columns.update(_corrections(columns, points.values))
     usable = (_known(columns["isdiffpos"]) & _known(columns["band"]) & _plausible_jd(columns["jd"])
               & _finite(columns["magpsf"]))
     return rows_table(columns, schema.DETECTIONS, len(points.owner)), usable
