@@ -23,7 +23,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lenga.curves.points import CONTEXT_COLUMNS, CURVE_COLUMNS, DETECTION, NO_CANDID
+from lenga.curves.points import (
+    CONTEXT_COLUMNS,
+    CORRECTION_COLUMNS,
+    CURVE_COLUMNS,
+    CURVE_DTYPES,
+    DETECTION,
+    NO_CANDID,
+)
 from lenga.features import FeatureConfig
 from lenga.features.curve_rows import curve_features
 from lenga.lc_classifier.model import LEAF_CLASSES
@@ -99,6 +106,8 @@ def curve_points(o: SimObject) -> dict[str, np.ndarray]:
         "diffmaglim": np.where(is_det, nan, o.epochs.depth[keep]),
         "ra": np.full(is_det.size, o.ra),
         "dec": np.full(is_det.size, o.dec),
+        # the simulator has no reference-image sources: nothing to correct
+        **{c: np.full(is_det.size, None if CURVE_DTYPES[c] == "boolean" else np.nan) for c in CORRECTION_COLUMNS},
     }
 
 
@@ -106,7 +115,8 @@ def curves_table(surveys: list[str], object_ids: list[str], curves: list[dict[st
     """Curves of many objects as ``CURVES_SCHEMA`` rows (one row per object, one list per curve column);
     the context columns are null (simulated curves have no alert context)."""
     offsets = pa.array(np.r_[0, np.cumsum([c["mjd"].size for c in curves])].astype(np.int32))
-    types = {"kind": pa.string(), "candid": pa.int64(), "band": pa.string(), "isdiffpos": pa.bool_()}
+    types = {"kind": pa.string(), "candid": pa.int64(), "band": pa.string(),
+             **{c: pa.bool_() for c in CURVE_COLUMNS if CURVE_DTYPES[c] == "boolean"}}
     columns = {"survey": pa.array(surveys, pa.string()), "objectId": pa.array(object_ids, pa.string())}
     for c in CURVE_COLUMNS:
         values = pa.array(np.concatenate([curve[c] for curve in curves]), type=types.get(c, pa.float64()),

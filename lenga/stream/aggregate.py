@@ -167,7 +167,7 @@ def _point_columns(table: str) -> list[str]:
 
 
 #: What the aggregation reads of each table (the ``lenga_delta`` source is a Python reader that
-#: sends every column of its schema to the JVM, no column pruning: detections 13 of 23 columns);
+#: sends every column of its schema to the JVM, no column pruning: detections 16 of 31 columns);
 #: of the alerts, the key, the alert's time and its context.
 POINT_READS = {
     DETECTIONS: _point_columns(DETECTIONS),

@@ -14,6 +14,8 @@ from lenga.curves.correction import (
     is_dubious,
     is_stellar,
 )
+from lenga.curves.magstats import object_statistics
+from lenga.curves.points import DETECTION
 
 #: The fixture's values are rounded to 6 decimals (inputs and outputs): the recomputed magnitudes
 #: differ from ALeRCE's by up to 2.6e-6 mag.
@@ -88,3 +90,45 @@ def test_magnitudes_match_alerce(alerce, column):
     theirs = alerce[column].to_numpy()
     assert np.array_equal(np.isnan(ours), np.isnan(theirs))
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=FIXTURE_ATOL, equal_nan=True)
+
+
+def curve_of(detections: pd.DataFrame) -> pd.DataFrame:
+    """Light-curve points (lenga.curves.points) of detections with the fixture's columns."""
+    return pd.DataFrame({
+        "survey": "ztf", "objectId": detections["objectId"], "kind": DETECTION,
+        "candid": detections["candid"].astype("int64"), "mjd": detections["mjd"],
+        "band": detections["fid"].map({1: "g", 2: "r"}), "magpsf": detections["magpsf"],
+        "sigmapsf": detections["sigmapsf"], "psfFlux": np.nan, "psfFluxErr": np.nan,
+        "isdiffpos": detections["isdiffpos"] > 0, "diffmaglim": np.nan, "ra": np.nan, "dec": np.nan,
+        "corrected": detections["corrected"], "stellar": False, "magpsf_corr": detections["magpsf_corr"]})
+
+
+def test_objects_count_the_dubious_detections_per_band_as_alerce(alerce):
+    ours = object_statistics(curve_of(alerce)).set_index("objectId")
+    expected = alerce.groupby(["objectId", "fid"])["dubious"].sum().unstack("fid")
+    for fid, band in ((1, "g"), (2, "r")):
+        present = expected[fid].notna()
+        assert (ours.loc[present[present].index, f"ndubious_{band}"] == expected.loc[present, fid]).all()
+    first = alerce.sort_values("mjd").groupby("objectId")["corrected"].first()
+    assert (ours.loc[first.index, "corrected"] == first).all()
+
+
+def test_object_flags_are_those_of_the_first_detection_and_unknown_stays_null():
+    def row(obj, candid, mjd, band, corrected, mag_corr=np.nan, positive=True):
+        return {"objectId": obj, "candid": candid, "mjd": mjd, "fid": {"g": 1, "r": 2}[band], "magpsf": 19.0,
+                "sigmapsf": 0.1, "isdiffpos": 1.0 if positive else -1.0, "corrected": corrected,
+                "magpsf_corr": mag_corr}
+
+    detections = pd.DataFrame([
+        row("A", 1, 60000.0, "g", True, 17.0), row("A", 2, 60001.0, "g", False, positive=False),
+        row("A", 3, 60002.0, "g", True, 17.2), row("A", 4, 60003.0, "g", True, NOT_MEASURABLE_MAG),
+        row("A", 5, 60000.5, "r", False), row("A", 6, 60001.5, "r", False, positive=False),
+        row("B", 7, 60000.0, "g", None), row("B", 8, 60001.0, "g", True, 16.0),
+    ])
+    stats = object_statistics(curve_of(detections).astype({"corrected": "boolean"})).set_index("objectId")
+    a, b = stats.loc["A"], stats.loc["B"]
+    assert bool(a["corrected"])
+    # g: the uncorrected negative one differs from the first (corrected): 1; r: a negative off any source: 1
+    assert (a["ndubious_g"], a["ndubious_r"]) == (1, 1)
+    assert a["magmean_corr_g"] == pytest.approx(17.1) and np.isnan(a["magmean_corr_r"])  # the 100 is left out
+    assert pd.isna(b["corrected"]) and pd.isna(b["ndubious_g"]) and b["magmean_corr_g"] == 16.0
