@@ -13,6 +13,9 @@ Spark with a stack trace, or worse, run and write a wrong result:
   rows read them as null;
 - **the checkpoint**: the files Spark reads on restart (``metadata``, the latest ``offsets`` and
   ``commits`` entries) must parse; Spark's own error for a damaged one is a JVM stack trace;
+- **the aggregation's state layout**: an aggregation checkpoint notes the layout of its packed
+  light-curve points (:data:`lenga.curves.packing.LAYOUT_TAG`); one that has committed batches
+  without that note (an earlier version's) or with another layout is refused;
 - **a full disk** (ENOSPC, from Python or from the JVM, however wrapped): :func:`run_job` turns it
   into one line; the query restarts from its checkpoint once there is space.
 
@@ -32,11 +35,14 @@ import pyarrow as pa
 from deltalake import DeltaTable, Field
 
 from lenga.curves.magstats import OBJECTS_SPEC
+from lenga.curves.packing import LAYOUT_TAG
 from lenga.tables import TABLE_SPECS, TableSpec
 
 #: The lake format this version reads and writes; bump it when a table changes incompatibly.
 LAKE_FORMAT = 1
 LAKE_MARKER = "_lenga_lake.json"
+#: In an aggregation checkpoint: the layout of the light-curve points in its state.
+POINTS_LAYOUT_MARKER = "_lenga_points_layout"
 #: Exit status of a job that stopped on a preflight error, and on a full disk.
 EXIT_PREFLIGHT = 2
 EXIT_NO_SPACE = 3
@@ -160,6 +166,28 @@ def check_checkpoint(checkpoint: str | Path | None) -> None:
                 f"checkpoint {root} is unreadable ({path.relative_to(root)}: {exc.__class__.__name__}): restore it "
                 "from a backup, or move it aside and rerun with a new --checkpoint (the query then starts over: "
                 "the lake's keyed writes store nothing twice, output topics may repeat alerts)") from None
+
+
+def check_points_layout(checkpoint: str | Path) -> None:
+    """Refuse an aggregation checkpoint whose state holds light-curve points of another layout than
+    :data:`LAYOUT_TAG` (noted in :data:`POINTS_LAYOUT_MARKER`; a checkpoint with committed batches
+    and no note is an earlier version's); note the layout in a checkpoint that has no batch yet."""
+    root = _local(checkpoint)
+    if root is None:
+        return
+    marker, layout = root / POINTS_LAYOUT_MARKER, LAYOUT_TAG.decode()
+    commits = root / "commits"
+    found = marker.read_text().strip() if marker.exists() else None
+    if found is None and commits.is_dir() and any(p.name.isdigit() for p in commits.iterdir()):
+        found = "an earlier lenga version's"
+    if found is not None and found != layout:
+        raise PreflightError(
+            f"aggregation checkpoint {root} holds light-curve state in {found} layout, this lenga version keeps "
+            f"{layout}: move it aside and rerun with a new --checkpoint (the state and objects are rebuilt from "
+            "the lake)")
+    if found is None:
+        root.mkdir(parents=True, exist_ok=True)
+        marker.write_text(layout + "\n")
 
 
 #: The tables whose schema every job relies on (name → the spec this version writes).
