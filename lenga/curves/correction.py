@@ -31,8 +31,9 @@ Flags, as ALeRCE defines them:
 At object level (ALeRCE's magstats): ``corrected`` and ``stellar`` are those of the object's first
 detection, ``ndubious`` counts the dubious detections.
 
-Pure numpy: arrays in, arrays out, NaN for a missing value; :func:`correct_detections` applies all
-of it to a frame of detections (the test fixture's shape).
+Pure numpy: arrays in, arrays out, NaN for a missing value. The per-detection values are computed
+at decode (:mod:`lenga.survey.ztf`), the curve-level ones in the aggregation
+(:mod:`lenga.curves.magstats`).
 """
 
 from __future__ import annotations
@@ -108,19 +109,3 @@ def is_stellar(distnr, distpsnr1, sgscore1, chinr, sharpnr) -> np.ndarray:
         point_like = (chinr < CHINR_THRESHOLD) & (SHARPNR_RANGE[0] < sharpnr) & (sharpnr < SHARPNR_RANGE[1])
     return is_corrected(distnr) & (star_in_ps1 | (~near_ps1 & point_like))
 
-
-def correct_detections(detections: pd.DataFrame) -> pd.DataFrame:
-    """ALeRCE's correction of a frame of ZTF detections of any objects: columns ``objectId, fid,
-    mjd, magpsf, sigmapsf, isdiffpos`` (+1/-1 or boolean), ``magnr, sigmagnr, distnr`` → a frame on
-    the same index with ``corrected, dubious, magpsf_corr, sigmapsf_corr, sigmapsf_corr_ext``.
-    ``dubious`` is relative to the first detection of each object and band in the frame, so the
-    frame must hold the whole light curve."""
-    sign = np.where(detections["isdiffpos"].astype(float).to_numpy() > 0, 1.0, -1.0)
-    corrected = is_corrected(detections["distnr"])
-    magnitudes = corrected_magnitudes(detections["magpsf"], detections["sigmapsf"], sign,
-                                      detections["magnr"], detections["sigmagnr"], corrected)
-    group = detections.groupby(["objectId", "fid"], sort=False).ngroup().to_numpy()
-    dubious = is_dubious(corrected, sign < 0, first_corrected(group, detections["mjd"], corrected))
-    return pd.DataFrame(dict(zip(("magpsf_corr", "sigmapsf_corr", "sigmapsf_corr_ext"), magnitudes, strict=True)),
-                        index=detections.index).assign(corrected=corrected, dubious=dubious)[
-        ["corrected", "dubious", "magpsf_corr", "sigmapsf_corr", "sigmapsf_corr_ext"]]

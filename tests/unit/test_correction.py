@@ -7,7 +7,6 @@ import pytest
 
 from lenga.curves.correction import (
     NOT_MEASURABLE_MAG,
-    correct_detections,
     corrected_magnitudes,
     first_corrected,
     is_corrected,
@@ -67,6 +66,20 @@ def test_stellar_from_ps1_or_from_a_point_like_reference_source():
     # a PS1 star; a PS1 galaxy (ZTF's point-likeness is not asked when PS1 has a source near);
     # no PS1 source and a point-like reference source; no PS1 source and a sharp one; off ZTF's source
     assert stellar.tolist() == [True, False, True, False, False]
+
+
+def correct_detections(detections: pd.DataFrame) -> pd.DataFrame:
+    """ALeRCE's correction of a frame of detections with the fixture's columns (``objectId, fid,
+    mjd``, the inputs), on the same index: ``corrected, dubious`` and the corrected values."""
+    sign = np.where(detections["isdiffpos"] > 0, 1.0, -1.0)
+    corrected = is_corrected(detections["distnr"])
+    magnitudes = corrected_magnitudes(detections["magpsf"], detections["sigmapsf"], sign,
+                                      detections["magnr"], detections["sigmagnr"], corrected)
+    object_band = detections.groupby(["objectId", "fid"], sort=False).ngroup().to_numpy()
+    dubious = is_dubious(corrected, sign < 0, first_corrected(object_band, detections["mjd"], corrected))
+    return pd.DataFrame({"corrected": corrected, "dubious": dubious,
+                         **dict(zip(("magpsf_corr", "sigmapsf_corr", "sigmapsf_corr_ext"), magnitudes, strict=True))},
+                        index=detections.index)
 
 
 @pytest.fixture(scope="module")
