@@ -144,6 +144,30 @@ ALERTS = pa.schema(
     ]
 )
 
+#: ZTF's nearest source in the reference image, which ALeRCE's magnitude correction adds back.
+_REFERENCE_SOURCE = [
+    _f("magnr", pa.float64(), "ZTF magnitude of the nearest source in the reference image PSF catalog; null for LSST"),
+    _f("sigmagnr", pa.float64(), "ZTF 1-sigma error of magnr; null for LSST"),
+    _f("distnr", pa.float64(), "ZTF distance to the nearest source in the reference image PSF catalog, as ZTF "
+       "writes it (its schema says pixels, of 1.01 arcsec; ALeRCE compares it with 1.4 arcsec as is); null for LSST"),
+]
+
+#: ALeRCE's magnitude correction of ZTF detections (lenga.curves.correction), computed at ingest
+#: from the detection's own fields; null for LSST.
+_CORRECTION = [
+    _f("corrected", pa.bool_(), "ZTF: distnr < 1.4, the detection is on a reference source and has corrected "
+       "magnitudes (ALeRCE); null for LSST"),
+    _f("magpsf_corr", pa.float64(), "apparent AB magnitude -2.5 log10(10^(-0.4 magnr) +- 10^(-0.4 magpsf)), sign "
+       "of isdiffpos; 100 when the total flux is <= 0 (ALeRCE); null unless corrected"),
+    _f("sigmapsf_corr", pa.float64(), "1-sigma error of magpsf_corr for a point source, reference error "
+       "subtracted; 100 when not measurable (ALeRCE); null unless corrected"),
+    _f("sigmapsf_corr_ext", pa.float64(), "1-sigma error of magpsf_corr for an extended source; 100 when not "
+       "measurable (ALeRCE); null unless corrected"),
+    _f("stellar", pa.bool_(), "ZTF: likely a star (ALeRCE): corrected, and a PS1 star within 1.4 arcsec "
+       "(sgscore1 > 0.4) or no PS1 source there and a point-like reference source (chinr < 2, "
+       "-0.13 < sharpnr < 0.1; history detections have no PS1 fields); null for LSST"),
+]
+
 #: One row per detection: the alert's own candidate/diaSource and every valid history detection.
 DETECTIONS = pa.schema(
     [
@@ -155,6 +179,8 @@ DETECTIONS = pa.schema(
         _PROGRAMID,
         _f("from_history", pa.bool_(), "false for the alert's own detection, true for prv_candidates/prvDiaSources"),
         _ALERT_CANDID,
+        *_REFERENCE_SOURCE,
+        *_CORRECTION,
     ]
 )
 
@@ -221,6 +247,10 @@ TABLE_KEYS = {
 }
 
 TABLES = {"alerts": ALERTS, "detections": DETECTIONS, "non_detections": NON_DETECTIONS, "quarantine": QUARANTINE}
+
+#: Nullable columns added to a table after lake format 1 was fixed: a lake whose table lacks only
+#: these gets them added at start-up (lenga.stream.preflight), and its older rows read them as null.
+ADDED_COLUMNS = {"detections": tuple(field.name for field in [*_REFERENCE_SOURCE, *_CORRECTION])}
 
 
 def column_descriptions(schema: pa.Schema) -> dict[str, str]:

@@ -40,6 +40,16 @@ class TableSpec:
     # Columns unique to each input row (e.g. Kafka topic/partition/offset). When given, duplicates
     # are found on the narrow key columns and the wide rows (cutouts) are never shuffled.
     row_id: tuple[str, ...] = ()
+    # Nullable columns this version added to a table that earlier versions wrote without them:
+    # an existing table lacking only these is given them (older rows read null), not refused.
+    added_columns: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        not_nullable = [name for name in self.added_columns
+                        if name not in self.schema.names or not self.schema.field(name).nullable]
+        if not_nullable:
+            raise ValueError(f"table {self.name}: added column(s) {not_nullable} must be nullable columns of its "
+                             "schema (older rows have no value)")
 
 
 @dataclass
@@ -58,6 +68,7 @@ class WriteResult:
 KAFKA_ROW_ID = ("topic", "partition", "offset")
 TABLE_SPECS = {
     name: TableSpec(name, table, tuple(schema.TABLE_KEYS[name]),
-                    row_id=KAFKA_ROW_ID if name in ("alerts", "quarantine") else ())
+                    row_id=KAFKA_ROW_ID if name in ("alerts", "quarantine") else (),
+                    added_columns=schema.ADDED_COLUMNS.get(name, ()))
     for name, table in schema.TABLES.items()
 }

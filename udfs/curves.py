@@ -61,7 +61,8 @@ from lenga.curves.points import (
 )
 from lenga.tables import OBJECTS_TABLE
 
-_SPARK_TYPES = {"kind": StringType(), "candid": LongType(), "band": StringType(), "isdiffpos": BooleanType()}
+_SPARK_TYPES = {"kind": StringType(), "candid": LongType(), "band": StringType(),
+                **{c: BooleanType() for c in CURVE_COLUMNS if CURVE_DTYPES[c] == "boolean"}}
 #: The state of one object: its curve as one array per curve column.
 CURVE_STATE_SCHEMA = StructType([StructField(c, ArrayType(_SPARK_TYPES.get(c, DoubleType()))) for c in CURVE_COLUMNS])
 #: The state of one object's context: its latest alert's mjd, candid and context columns.
@@ -115,6 +116,7 @@ def spark_points(frame: pd.DataFrame) -> pd.DataFrame:
 
 _COLUMN_INDEX = {c: i for i, c in enumerate(CURVE_COLUMNS)}
 _FLOAT_COLUMNS = [c for c in CURVE_COLUMNS if CURVE_DTYPES[c] == "float64"]
+_BOOLEAN_COLUMNS = [c for c in CURVE_COLUMNS if CURVE_DTYPES[c] == "boolean"]
 
 
 def _missing(value) -> bool:
@@ -137,7 +139,7 @@ def _new_points(points: pd.DataFrame) -> tuple[list, ...]:
         raise ValueError("every light-curve point needs mjd and band")
     columns["candid"] = [int(c) if k == DETECTION else None
                          for k, c in zip(kind, points["candid"].to_numpy(dtype=np.int64).tolist(), strict=True)]
-    columns["isdiffpos"] = [None if _missing(v) else bool(v) for v in points["isdiffpos"].tolist()]
+    columns.update({c: [None if _missing(v) else bool(v) for v in points[c].tolist()] for c in _BOOLEAN_COLUMNS})
     return tuple(columns[c] for c in CURVE_COLUMNS)
 
 
@@ -189,6 +191,10 @@ def touch_object(key: tuple[str, str], stored: tuple | None,
     (``CURVES_SCHEMA``: whole curve and latest context), or None while it has only alert rows
     (their detections come with a later commit). Also what lenga.stream.reclassify runs on a curve
     rebuilt from the lake (``stored`` None)."""
+    if stored is not None and len(stored) != len(OBJECT_STATE_SCHEMA.fields):
+        raise ValueError(f"stored state of {len(stored)} columns, expected {len(OBJECT_STATE_SCHEMA.fields)}: an "
+                         "aggregation state written by an earlier lenga version; start the aggregation from a new "
+                         "checkpoint (its state is rebuilt from the lake)")
     is_alert = (rows["kind"] == ALERT).to_numpy()
     stored_curve_lists = tuple(stored[:_N_CURVE]) if stored is not None else None
     stored_context = tuple(stored[_N_CURVE:]) if stored is not None else None

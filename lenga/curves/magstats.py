@@ -3,8 +3,11 @@
 :func:`object_statistics` computes the ``objects`` row of many objects at once (one pandas groupby,
 no per-object Python), following ALeRCE's magnitude statistics (Förster et al. 2021, AJ 161, 242,
 sec. 3.3): per band first/last/mean/median/min/max/std magnitude, first/last MJD, and the rate of
-change since the first detection; plus the weighted mean position and its scatter. Everything is a
-function of the de-duplicated, mjd-sorted curve (:func:`lenga.curves.points.merge_curves`), hence
+change since the first detection; plus the weighted mean position and its scatter; and ALeRCE's
+magnitude-correction flags (:mod:`lenga.curves.correction`): the object's ``corrected`` and
+``stellar`` are those of its first detection, ``ndubious_<band>`` counts the dubious detections,
+and the corrected magnitudes have their mean, median and std per band. Everything is a function of
+the de-duplicated, mjd-sorted curve (:func:`lenga.curves.points.merge_curves`), hence
 order-independent. :data:`OBJECTS` is the table's schema, every column described.
 """
 
@@ -14,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lenga.curves.correction import NOT_MEASURABLE_MAG, first_corrected, is_dubious
 from lenga.curves.points import (
     BAND_STATS,
     BANDS,
@@ -29,13 +33,17 @@ from lenga.schema import described_field as _field
 from lenga.tables import OBJECTS_TABLE, TableSpec
 
 ARCSEC_PER_DEG = 3600.0
+#: Per-band statistics of ALeRCE's magnitude correction, in column order (``<stat>_<band>``).
+CORRECTION_BAND_STATS = ("ndubious", "magmean_corr", "magmedian_corr", "magstd_corr")
+#: The correction columns of ``objects`` (object flags, then per band), added after its first version.
+CORRECTION_COLUMNS = ["corrected", "stellar", *[f"{stat}_{band}" for band in BANDS for stat in CORRECTION_BAND_STATS]]
 
 
 def statistics_columns() -> list[str]:
     """Columns of :func:`object_statistics`, in order."""
     per_band = [f"{stat}_{band}" for band in BANDS for stat in BAND_STATS]
     return [*OBJECT_KEY, "ndet", "n_upper_limits", "n_forced", "firstmjd", "lastmjd",
-            "meanra", "meandec", "sigmara", "sigmadec", "hpx", *per_band]
+            "meanra", "meandec", "sigmara", "sigmadec", "hpx", *per_band, *CORRECTION_COLUMNS]
 
 
 def _weighted_position(det: pd.DataFrame, group: pd.Series) -> pd.DataFrame:
@@ -97,9 +105,44 @@ def _band_statistics(det: pd.DataFrame, group: np.ndarray) -> pd.DataFrame:
     unknown = set(table.index.get_level_values("band")) - set(BANDS)
     if unknown:
         raise ValueError(f"unknown band(s) {sorted(unknown)}; lenga knows {BANDS}")
+    return _wide(table)
+
+
+def _wide(table: pd.DataFrame) -> pd.DataFrame:
+    """(group, band) rows → one row per group, ``<stat>_<band>`` columns."""
     wide = table.unstack("band")
     wide.columns = [f"{stat}_{band}" for stat, band in wide.columns]
     return wide
+
+
+def _correction_statistics(det: pd.DataFrame, group: np.ndarray) -> pd.DataFrame:
+    """ALeRCE's correction flags and corrected magnitudes per object (``det``: its detections,
+    sorted by object then mjd as :func:`merge_curves` leaves them; ``group``: each one's object).
+
+    ``corrected``/``stellar`` are the first detection's (null when unknown: LSST, or stored before
+    lenga corrected). ``ndubious_<band>`` is null unless every detection of the band has a known
+    ``corrected``. The corrected magnitudes' statistics leave out the values ALeRCE marks as not
+    measurable (:data:`NOT_MEASURABLE_MAG`), which would swamp a mean.
+    """
+    first = np.r_[True, group[1:] != group[:-1]] if len(group) else np.zeros(0, bool)
+    flags = pd.DataFrame({"corrected": det["corrected"].array[first], "stellar": det["stellar"].array[first]},
+                         index=group[first])
+    band = det["band"].to_numpy()
+    corrected = det["corrected"].fillna(False).to_numpy(dtype=bool)
+    negative = det["isdiffpos"].eq(False).fillna(False).to_numpy(dtype=bool)
+    object_band = pd.DataFrame({"group": group, "band": band}).groupby(["group", "band"], sort=False).ngroup()
+    dubious = is_dubious(corrected, negative, first_corrected(object_band.to_numpy(), det["mjd"], corrected))
+    by = [group, band]
+    counts = pd.DataFrame({"ndubious": dubious, "known": det["corrected"].notna().to_numpy()}).groupby(by).agg(
+        ndubious=("ndubious", "sum"), known=("known", "all"))
+    counts["ndubious"] = counts["ndubious"].astype("Int64").where(counts["known"])
+    mag_corr = det["magpsf_corr"].to_numpy(dtype=float)
+    measured = corrected & np.isfinite(mag_corr) & (mag_corr < NOT_MEASURABLE_MAG)
+    mags = pd.DataFrame({"mag": mag_corr[measured]}).groupby([group[measured], band[measured]]).agg(
+        magmean_corr=("mag", "mean"), magmedian_corr=("mag", "median"), magstd_corr=("mag", "std"))
+    table = counts[["ndubious"]].join(mags, how="left")
+    table.index.names = ["group", "band"]
+    return flags.join(_wide(table), how="left")
 
 
 def object_statistics(curves: pd.DataFrame) -> pd.DataFrame:
@@ -135,9 +178,10 @@ def object_statistics(curves: pd.DataFrame) -> pd.DataFrame:
     out["hpx"] = hpx
     bands = _band_statistics(det, det_group).reindex(out.index)
     out = out.join(bands)
+    out = out.join(_correction_statistics(det, det_group).reindex(out.index))
     for column in columns:
         if column not in out.columns:
-            out[column] = 0 if column.startswith("ndet_") else np.nan
+            out[column] = 0 if column.startswith("ndet_") else pd.NA if column.startswith("ndubious_") else np.nan
     ndet_bands = [f"ndet_{b}" for b in BANDS]
     out[ndet_bands] = out[ndet_bands].fillna(0).astype(np.int64)
     return out[columns]
@@ -162,6 +206,20 @@ _DESCRIPTIONS = {
     "distpsnr1": "ZTF distance to the closest PS1 source, arcsec, from the latest alert",
     "srmag1": "ZTF PS1 r magnitude of the closest PS1 source, from the latest alert",
     "extendedness": "LSST diaSource extendedness of the latest alert (0 point-like .. 1 extended)",
+    "corrected": "ZTF: the first detection is on a reference-image source (distnr < 1.4), so its magnitudes "
+                 "are corrected (ALeRCE's object flag); null for LSST and when the first detection was stored "
+                 "before lenga corrected",
+    "stellar": "ZTF: the first detection is likely of a star (ALeRCE's stellar flag, lenga.curves.correction); "
+               "null as corrected",
+}
+
+_CORRECTION_BAND_DESCRIPTIONS = {
+    "ndubious": "detections in band {b} whose correction is dubious (ALeRCE): a negative difference off any "
+                "reference source, or corrected unlike the band's first detection; null unless every detection "
+                "of the band has a known corrected",
+    "magmean_corr": "mean magpsf_corr of the corrected detections in band {b} (not-measurable 100s left out)",
+    "magmedian_corr": "median magpsf_corr of the corrected detections in band {b}",
+    "magstd_corr": "sample standard deviation of magpsf_corr in band {b} (null for one point)",
 }
 
 
@@ -191,6 +249,11 @@ def _objects_schema() -> pa.Schema:
         fields += [_field(f"{stat}_{band}", pa.int64() if stat == "ndet" else pa.float64(),
                           _BAND_DESCRIPTIONS[stat].format(b=band)) for stat in BAND_STATS]
     fields.append(_field("last_batch_id", pa.int64(), _DESCRIPTIONS["last_batch_id"]))
+    # added after the table's first version: last, so that a table evolved from it keeps this order
+    fields += [_field(k, pa.bool_(), _DESCRIPTIONS[k]) for k in ("corrected", "stellar")]
+    for band in BANDS:
+        fields += [_field(f"{stat}_{band}", pa.int64() if stat == "ndubious" else pa.float64(),
+                          _CORRECTION_BAND_DESCRIPTIONS[stat].format(b=band)) for stat in CORRECTION_BAND_STATS]
     return pa.schema(fields)
 
 
@@ -198,4 +261,5 @@ def _objects_schema() -> pa.Schema:
 OBJECTS = _objects_schema()
 
 
-OBJECTS_SPEC = TableSpec(OBJECTS_TABLE, OBJECTS, keys=tuple(OBJECT_KEY), partition_by=("hpx",))
+OBJECTS_SPEC = TableSpec(OBJECTS_TABLE, OBJECTS, keys=tuple(OBJECT_KEY), partition_by=("hpx",),
+                         added_columns=tuple(CORRECTION_COLUMNS))

@@ -18,8 +18,12 @@ the curves are exactly those the point rows gave: de-duplication stays in
 
 Records: float64 columns keep NaN for a missing value (as the curves do), ``candid`` is
 ``NO_CANDID`` for non-detections, ``kind``/``band`` are indices into :data:`KINDS`/:data:`BANDS`,
-``isdiffpos`` is -1 when unknown. Little-endian whatever the machine, so a value packed on one
-executor unpacks on any other.
+the boolean columns (``isdiffpos``, ``corrected``, ``stellar``) are 0/1 and -1 when unknown.
+Little-endian whatever the machine, so a value packed on one executor unpacks on any other.
+
+Each value starts with :data:`LAYOUT_TAG`, which names the record layout: an aggregation state
+written with another layout (an earlier lenga version's checkpoint) is refused with a clear error
+instead of being misread.
 """
 
 from __future__ import annotations
@@ -38,12 +42,17 @@ ALERT = "alert"
 #: Values of the tagged-union column naming each input row's table (lenga.stream.aggregate.POINT_READS).
 DETECTIONS, NON_DETECTIONS, ALERTS = "detections", "non_detections", "alerts"
 
-_FLOAT_COLUMNS = ("mjd", "magpsf", "sigmapsf", "psfFlux", "psfFluxErr", "diffmaglim", "ra", "dec")
-#: One light-curve point, 75 bytes.
+_FLOAT_COLUMNS = ("mjd", "magpsf", "sigmapsf", "psfFlux", "psfFluxErr", "diffmaglim", "ra", "dec", "magpsf_corr")
+_BOOLEAN_COLUMNS = ("isdiffpos", "corrected", "stellar")
+#: One light-curve point, 85 bytes.
 POINT_RECORD = np.dtype([("mjd", "<f8"), ("candid", "<i8"), *[(c, "<f8") for c in _FLOAT_COLUMNS[1:]],
-                         ("kind", "u1"), ("band", "u1"), ("isdiffpos", "i1")])
-#: ``isdiffpos`` of a record whose sign is unknown.
-NO_SIGN = -1
+                         ("kind", "u1"), ("band", "u1"), *[(c, "i1") for c in _BOOLEAN_COLUMNS]])
+#: A boolean column (``isdiffpos``, ``corrected``, ``stellar``) of a record whose value is unknown.
+UNKNOWN_BOOLEAN = -1
+#: First bytes of every packed value, in a header of one record's size: the record layout (2: with
+#: the magnitude correction).
+LAYOUT_TAG = b"LPv2"
+_LAYOUT_HEADER = np.frombuffer(LAYOUT_TAG.ljust(POINT_RECORD.itemsize, b"\0"), POINT_RECORD)
 
 #: The latest alert's context in a packed row: its time and candid (the ordering) and the columns.
 CONTEXT_FIELDS = [pa.field("alert_mjd", pa.float64()), pa.field("alert_candid", pa.int64()),
@@ -80,9 +89,9 @@ def _records(points: pa.Table) -> np.ndarray:
     records["candid"] = pc.fill_null(candid, NO_CANDID).to_numpy()
     records["kind"] = _codes(kind, KINDS, "kind")
     records["band"] = _codes(points["band"], BANDS, "band")
-    sign = pc.fill_null(points["isdiffpos"].cast(pa.int8()), NO_SIGN) if "isdiffpos" in points.column_names \
-        else pa.array(np.full(points.num_rows, NO_SIGN, np.int8))
-    records["isdiffpos"] = sign.to_numpy()
+    for column in _BOOLEAN_COLUMNS:
+        records[column] = (pc.fill_null(points[column].cast(pa.int8()), UNKNOWN_BOOLEAN).to_numpy()
+                           if column in points.column_names else UNKNOWN_BOOLEAN)
     return records
 
 
@@ -101,8 +110,10 @@ def _packed_points(points: pa.Table) -> pa.Table:
     points = points.take(pc.sort_indices(points, [("survey", "ascending"), ("objectId", "ascending")]))
     records = _records(points)
     starts = _group_starts(points)
-    offsets = np.r_[starts, points.num_rows].astype(np.int32) * POINT_RECORD.itemsize
-    values = pa.Array.from_buffers(pa.binary(), len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(records)])
+    # each value: the layout header, then its object's records
+    tagged = np.insert(records, starts, _LAYOUT_HEADER)
+    offsets = (np.r_[starts, points.num_rows] + np.arange(len(starts) + 1)).astype(np.int32) * POINT_RECORD.itemsize
+    values = pa.Array.from_buffers(pa.binary(), len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(tagged)])
     return pa.table({"survey": points["survey"].take(starts), "objectId": points["objectId"].take(starts),
                      "points": values})
 
@@ -158,17 +169,19 @@ def pack_batches(batches: Iterator[pa.RecordBatch], table_column: str = "table",
 def unpack_points(survey: np.ndarray, object_id: np.ndarray, values: list[bytes | None]) -> pd.DataFrame:
     """Packed values (one per element of ``survey``/``objectId``; None for none) → one row per point:
     the object key and lenga.curves.points.CURVE_COLUMNS as Spark's point rows carry them (candid int64
-    with ``NO_CANDID`` for non-detections, ``isdiffpos`` nullable boolean)."""
+    with ``NO_CANDID`` for non-detections, the boolean columns nullable)."""
     sizes = np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int64, count=len(values))
-    if np.any(sizes % POINT_RECORD.itemsize):
-        raise ValueError(f"packed points of {POINT_RECORD.itemsize}-byte records expected")
-    records = np.frombuffer(b"".join(v for v in values if v), dtype=POINT_RECORD)
-    owner = np.repeat(np.arange(len(values)), sizes // POINT_RECORD.itemsize)
-    sign = records["isdiffpos"]
+    if np.any(sizes % POINT_RECORD.itemsize) or not all(v.startswith(LAYOUT_TAG) for v in values if v):
+        raise ValueError(f"packed points of another layout than {LAYOUT_TAG.decode()} ({POINT_RECORD.itemsize}-byte "
+                         "records): an aggregation state written by an earlier lenga version; start the aggregation "
+                         "from a new checkpoint (its state is rebuilt from the lake)")
+    header = POINT_RECORD.itemsize
+    records = np.frombuffer(b"".join(memoryview(v)[header:] for v in values if v), dtype=POINT_RECORD)
+    owner = np.repeat(np.arange(len(values)), np.maximum(sizes // POINT_RECORD.itemsize - 1, 0))
     columns = {
         "survey": np.asarray(survey, dtype=object)[owner], "objectId": np.asarray(object_id, dtype=object)[owner],
         "kind": np.asarray(KINDS, dtype=object)[records["kind"]], "band": np.asarray(BANDS, dtype=object)[records["band"]],
-        "isdiffpos": pd.arrays.BooleanArray(sign == 1, sign == NO_SIGN),
+        **{c: pd.arrays.BooleanArray(records[c] == 1, records[c] == UNKNOWN_BOOLEAN) for c in _BOOLEAN_COLUMNS},
         **{c: records[c].copy() for c in ("candid", *_FLOAT_COLUMNS)},
     }
     return pd.DataFrame({c: columns[c] for c in [*OBJECT_KEY, *CURVE_COLUMNS]})

@@ -28,12 +28,17 @@ DETECTION = "detection"
 KINDS = (DETECTION, UPPER_LIMIT, FORCED)
 
 OBJECT_KEY = ["survey", "objectId"]
+#: ALeRCE's correction of a ZTF detection (lenga.curves.correction, lenga.schema.DETECTIONS): null
+#: for LSST, non-detections and detections stored before lenga had it; points that come without
+#: these columns (simulated and labelled curves) get them null.
+CORRECTION_COLUMNS = ["corrected", "stellar", "magpsf_corr"]
 #: One point of a light curve; detections and non-detections share it (absent values are null).
 CURVE_COLUMNS = ["kind", "candid", "mjd", "band", "magpsf", "sigmapsf", "psfFlux", "psfFluxErr",
-                 "isdiffpos", "diffmaglim", "ra", "dec"]
+                 "isdiffpos", "diffmaglim", "ra", "dec", *CORRECTION_COLUMNS]
 CURVE_DTYPES = {"kind": object, "candid": "Int64", "mjd": "float64", "band": object, "magpsf": "float64",
                 "sigmapsf": "float64", "psfFlux": "float64", "psfFluxErr": "float64", "isdiffpos": "boolean",
-                "diffmaglim": "float64", "ra": "float64", "dec": "float64"}
+                "diffmaglim": "float64", "ra": "float64", "dec": "float64", "corrected": "boolean",
+                "stellar": "boolean", "magpsf_corr": "float64"}
 
 #: Reference-source context of an object, from its latest alert (ZTF: PS1 star/galaxy score of the
 #: closest source, its distance and r magnitude, Tachibana & Miller 2018, PASP 130, 128001; LSST:
@@ -65,6 +70,7 @@ def empty_curve() -> pd.DataFrame:
 def _typed(parts: list[pd.DataFrame]) -> pd.DataFrame:
     """The parts' points in one frame with the curve dtypes, or a clear error for bad input."""
     columns = OBJECT_KEY + CURVE_COLUMNS
+    parts = [part.assign(**{c: None for c in CORRECTION_COLUMNS if c not in part.columns}) for part in parts]
     for part in parts:
         missing = [c for c in columns if c not in part.columns]
         if missing:

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lenga.curves.points import CONTEXT_COLUMNS, CURVE_COLUMNS, DETECTION, OBJECT_KEY
+from lenga.curves.points import CONTEXT_COLUMNS, CURVE_COLUMNS, CURVE_DTYPES, DETECTION, OBJECT_KEY
 from lenga.decode import SURVEYS
 from lenga.features.config import FeatureConfig
 from lenga.features.extract import extract_features, feature_schema
@@ -84,7 +84,8 @@ def curves_table(surveys: list[str], object_ids: list[str], curves: list[dict[st
     from one dict of ``CURVE_COLUMNS`` arrays per object; the context columns are null (simulated and
     labelled real curves have no alert context)."""
     offsets = pa.array(np.r_[0, np.cumsum([c["mjd"].size for c in curves])].astype(np.int32))
-    types = {"kind": pa.string(), "candid": pa.int64(), "band": pa.string(), "isdiffpos": pa.bool_()}
+    types = {"kind": pa.string(), "candid": pa.int64(), "band": pa.string(),
+             **{c: pa.bool_() for c in CURVE_COLUMNS if CURVE_DTYPES[c] == "boolean"}}
     columns = {"survey": pa.array(surveys, pa.string()), "objectId": pa.array(object_ids, pa.string())}
     for c in CURVE_COLUMNS:
         values = pa.array(np.concatenate([curve[c] for curve in curves]), type=types.get(c, pa.float64()),

@@ -22,7 +22,7 @@ import multiprocessing
 import numpy as np
 import pandas as pd
 
-from lenga.curves.points import DETECTION, NO_CANDID
+from lenga.curves.points import CORRECTION_COLUMNS, CURVE_DTYPES, DETECTION, NO_CANDID
 from lenga.features import FeatureConfig
 from lenga.features.curve_rows import curve_features, curves_table
 from lenga.lc_classifier.model import LEAF_CLASSES
@@ -122,6 +122,8 @@ def curve_points(o: SimObject) -> dict[str, np.ndarray]:
         "diffmaglim": np.where(is_det, nan, o.epochs.depth[keep]),
         "ra": np.full(is_det.size, o.ra),
         "dec": np.full(is_det.size, o.dec),
+        # the simulator has no reference-image sources: nothing to correct
+        **{c: np.full(is_det.size, None if CURVE_DTYPES[c] == "boolean" else np.nan) for c in CORRECTION_COLUMNS},
     }
 
 

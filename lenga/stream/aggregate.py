@@ -144,6 +144,7 @@ from lenga.io.lake import TABLE_COLUMN, Lake, open_lake
 from lenga.io.session import await_query, build_session, chained_query, start_in_pool
 from lenga.stream.ingest import query_app_id
 from lenga.stream.points_source import PackedPointsSource
+from lenga.stream.preflight import check_points_layout
 from lenga.stream.steps.base import ObjectBatchContext, ObjectStep, PassStep
 from lenga.tables import TABLE_SPECS, WriteResult
 from udfs.curves import (
@@ -167,7 +168,7 @@ def _point_columns(table: str) -> list[str]:
 
 
 #: What the aggregation reads of each table (the ``lenga_delta`` source is a Python reader that
-#: sends every column of its schema to the JVM, no column pruning: detections 13 of 23 columns);
+#: sends every column of its schema to the JVM, no column pruning: detections 16 of 31 columns);
 #: of the alerts, the key, the alert's time and its context.
 POINT_READS = {
     DETECTIONS: _point_columns(DETECTIONS),
@@ -367,6 +368,7 @@ def start_aggregation(spark: SparkSession, config: Config, lake: Lake,
     settings = settings or AggregationSettings.from_config(config)
     checkpoint = settings.checkpoint_for(config)
     Path(checkpoint).mkdir(parents=True, exist_ok=True)
+    check_points_layout(checkpoint)
     lake.ensure(OBJECTS_SPEC)
     packed = packed_point_stream(spark, lake, settings)
     aggregated = not settings.state_ttl_days

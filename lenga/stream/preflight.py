@@ -7,9 +7,15 @@ Spark with a stack trace, or worse, run and write a wrong result:
   it) naming the lake format; a lake of another format, or with an unreadable marker, is refused;
 - **the tables' schemas**: an existing ``alerts``, ``detections``, ``non_detections``,
   ``quarantine`` or ``objects`` table must have every column this version writes, with the same
-  type (a table written by an incompatible version would otherwise fail mid-batch or be misread);
+  type (a table written by an incompatible version would otherwise fail mid-batch or be misread).
+  The one exception is schema evolution: a table lacking only columns that this version added
+  (``TableSpec.added_columns``, nullable) is given them by a Delta schema change, and its older
+  rows read them as null;
 - **the checkpoint**: the files Spark reads on restart (``metadata``, the latest ``offsets`` and
   ``commits`` entries) must parse; Spark's own error for a damaged one is a JVM stack trace;
+- **the aggregation's state layout**: an aggregation checkpoint notes the layout of its packed
+  light-curve points (:data:`lenga.curves.packing.LAYOUT_TAG`); one that has committed batches
+  without that note (an earlier version's) or with another layout is refused;
 - **a full disk** (ENOSPC, from Python or from the JVM, however wrapped): :func:`run_job` turns it
   into one line; the query restarts from its checkpoint once there is space.
 
@@ -26,14 +32,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
-from deltalake import DeltaTable
+from deltalake import DeltaTable, Field
 
 from lenga.curves.magstats import OBJECTS_SPEC
-from lenga.tables import TABLE_SPECS
+from lenga.curves.packing import LAYOUT_TAG
+from lenga.tables import TABLE_SPECS, TableSpec
 
 #: The lake format this version reads and writes; bump it when a table changes incompatibly.
 LAKE_FORMAT = 1
 LAKE_MARKER = "_lenga_lake.json"
+#: In an aggregation checkpoint: the layout of the light-curve points in its state.
+POINTS_LAYOUT_MARKER = "_lenga_points_layout"
 #: Exit status of a job that stopped on a preflight error, and on a full disk.
 EXIT_PREFLIGHT = 2
 EXIT_NO_SPACE = 3
@@ -95,29 +104,37 @@ def _plain_type(kind: pa.DataType) -> pa.DataType:
     return kind
 
 
-def check_table_schemas(root: str | Path, tables: dict[str, pa.Schema]) -> None:
-    """Every existing table of ``tables`` (name → the schema this version writes) has every column
-    with the same type; a table not created yet passes."""
+def check_table_schemas(root: str | Path, tables: dict[str, TableSpec]) -> dict[str, list[str]]:
+    """Every existing table of ``tables`` (name → the spec this version writes) has every column
+    with the same type; a table not created yet passes. A table lacking only columns of its
+    ``added_columns`` gets them (one Delta schema change each); returns the columns added, by table."""
     lake = _local(root)
     if lake is None:
-        return
-    for name, schema in tables.items():
+        return {}
+    added = {}
+    for name, spec in tables.items():
         path = lake / name
         if not (path / "_delta_log").is_dir():
             continue
         try:
-            stored = pa.schema(DeltaTable(str(path)).schema().to_arrow())
+            table = DeltaTable(str(path))
+            stored = pa.schema(table.schema().to_arrow())
         except Exception as exc:  # noqa: BLE001 - any failure to read the log is the same answer
             raise PreflightError(f"table {path} is unreadable ({exc.__class__.__name__}: {str(exc)[:120]}): restore "
                                  "it from a backup, or point --lake at a new directory") from None
+        schema = spec.schema
         missing = [f.name for f in schema if f.name not in stored.names]
         changed = [f"{f.name} ({stored.field(f.name).type}, expected {f.type})" for f in schema
                    if f.name in stored.names and _plain_type(stored.field(f.name).type) != _plain_type(f.type)]
-        if missing or changed:
+        if missing and not changed and set(missing) <= set(spec.added_columns):
+            table.alter.add_columns([Field.from_arrow(schema.field(column)) for column in missing])
+            added[name] = missing
+        elif missing or changed:
             what = "; ".join(filter(None, [missing and f"lacks column(s) {', '.join(missing)}",
                                            changed and f"has changed column(s) {', '.join(changed)}"]))
             raise PreflightError(f"table {path} {what}: it was written by an incompatible lenga version; use that "
                                  "version, or point --lake at a new directory and re-ingest")
+    return added
 
 
 def _check_json_lines(path: Path, header_lines: int) -> None:
@@ -151,15 +168,39 @@ def check_checkpoint(checkpoint: str | Path | None) -> None:
                 "the lake's keyed writes store nothing twice, output topics may repeat alerts)") from None
 
 
-#: The tables whose schema every job relies on (name → the schema this version writes).
-CORE_TABLES = {**{name: spec.schema for name, spec in TABLE_SPECS.items()}, OBJECTS_SPEC.name: OBJECTS_SPEC.schema}
+def check_points_layout(checkpoint: str | Path) -> None:
+    """Refuse an aggregation checkpoint whose state holds light-curve points of another layout than
+    :data:`LAYOUT_TAG` (noted in :data:`POINTS_LAYOUT_MARKER`; a checkpoint with committed batches
+    and no note is an earlier version's); note the layout in a checkpoint that has no batch yet."""
+    root = _local(checkpoint)
+    if root is None:
+        return
+    marker, layout = root / POINTS_LAYOUT_MARKER, LAYOUT_TAG.decode()
+    commits = root / "commits"
+    found = marker.read_text().strip() if marker.exists() else None
+    if found is None and commits.is_dir() and any(p.name.isdigit() for p in commits.iterdir()):
+        found = "an earlier lenga version's"
+    if found is not None and found != layout:
+        raise PreflightError(
+            f"aggregation checkpoint {root} holds light-curve state in {found} layout, this lenga version keeps "
+            f"{layout}: move it aside and rerun with a new --checkpoint (the state and objects are rebuilt from "
+            "the lake)")
+    if found is None:
+        root.mkdir(parents=True, exist_ok=True)
+        marker.write_text(layout + "\n")
+
+
+#: The tables whose schema every job relies on (name → the spec this version writes).
+CORE_TABLES = {**TABLE_SPECS, OBJECTS_SPEC.name: OBJECTS_SPEC}
 
 
 def preflight(lake_root: str | Path, checkpoint: str | Path | None) -> None:
-    """All start-up checks of a job, cheapest first."""
+    """All start-up checks of a job, cheapest first; one line on stderr per table given new columns."""
     check_checkpoint(checkpoint)
     check_lake_format(lake_root)
-    check_table_schemas(lake_root, CORE_TABLES)
+    for table, columns in check_table_schemas(lake_root, CORE_TABLES).items():
+        print(f"[lenga] table {table}: added column(s) {', '.join(columns)} (null in the rows written before)",
+              file=sys.stderr, flush=True)
 
 
 def _no_space(exc: BaseException) -> bool:

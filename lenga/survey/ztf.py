@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lenga import schema
+from lenga.curves.correction import corrected_magnitudes, is_corrected, is_stellar
 from lenga.night import JD_MINUS_MJD, PALOMAR_LONGITUDE_DEG
 from lenga.photometry import ISDIFFPOS, zeropoint_flux_to_njy
 from lenga.survey import Extracted, ExtractedBatch, plausible_mjds, position_and_time_reasons, rows_table
@@ -44,7 +45,11 @@ FORCED_FLUX_FIELD = "forcediffimflux"
 #: Candidate fields copied to the alert row unchanged (schema.ALERTS documents them).
 CONTEXT_COLUMNS = (*schema.ZTF_CONTEXT_COLUMNS, "rb", "diffmaglim")
 #: Candidate fields copied to every detection row unchanged.
-DETECTION_COLUMNS = ("candid", "jd", "fid", "ra", "dec", "magpsf", "sigmapsf", "diffmaglim", "rb", "drb", "programid")
+DETECTION_COLUMNS = ("candid", "jd", "fid", "ra", "dec", "magpsf", "sigmapsf", "diffmaglim", "rb", "drb", "programid",
+                     "magnr", "sigmagnr", "distnr")
+#: Candidate fields that decide whether a detection is of a star (lenga.curves.correction.is_stellar);
+#: prv_candidates have no PS1 fields (null).
+STELLAR_COLUMNS = ("distnr", "distpsnr1", "sgscore1", "chinr", "sharpnr")
 
 _FIDS = pa.array(list(FID_TO_BAND), pa.int32())
 _BANDS = pa.array(list(FID_TO_BAND.values()), pa.string())
@@ -67,13 +72,17 @@ def _field(struct: pa.Array, name: str) -> pa.Array:
     return pc.struct_field(struct, name)
 
 
+def _floats(values: pa.Array) -> np.ndarray:
+    return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+
+
 def _finite(values: pa.Array) -> np.ndarray:
     return pc.fill_null(pc.is_finite(pc.cast(values, pa.float64())), False).to_numpy(zero_copy_only=False)
 
 
 def _plausible_jd(jd: pa.Array) -> np.ndarray:
     """A time inside lenga.survey.MJD_RANGE: a huge or negative jd would make a nonsense night."""
-    return plausible_mjds(pc.cast(jd, pa.float64()).to_numpy(zero_copy_only=False) - JD_MINUS_MJD)
+    return plausible_mjds(_floats(jd) - JD_MINUS_MJD)
 
 
 def _known(values: pa.Array) -> np.ndarray:
@@ -109,12 +118,27 @@ def _history_columns(records: pa.StructArray, points: _Points) -> dict[str, pa.A
             "band": _band(fid)}
 
 
+def _corrections(columns: dict[str, pa.Array], points: pa.Array) -> dict[str, pa.Array]:
+    """ALeRCE's magnitude correction of each detection (lenga.curves.correction), from its own
+    fields (``points``: its candidate or prv_candidate): ``corrected``, the corrected magnitude and
+    errors (null unless corrected) and ``stellar``."""
+    corrected = is_corrected(_floats(columns["distnr"]))
+    sign = np.where(pc.fill_null(columns["isdiffpos"], True).to_numpy(zero_copy_only=False), 1.0, -1.0)
+    magnitudes = corrected_magnitudes(*(_floats(columns[name]) for name in ("magpsf", "sigmapsf")), sign,
+                                      *(_floats(columns[name]) for name in ("magnr", "sigmagnr")), corrected)
+    return {"corrected": pa.array(corrected),
+            "stellar": pa.array(is_stellar(*(_floats(_field(points, name)) for name in STELLAR_COLUMNS))),
+            **{name: pa.array(values, mask=np.isnan(values)) for name, values in
+               zip(("magpsf_corr", "sigmapsf_corr", "sigmapsf_corr_ext"), magnitudes, strict=True)}}
+
+
 def _detections(records: pa.StructArray, points: _Points, from_history: bool) -> tuple[pa.Table, np.ndarray]:
-    """Detection rows of candidates or prv_candidates, and which of them are usable: known filter
-    and isdiffpos, finite jd and magpsf."""
+    """Detection rows of candidates or prv_candidates, corrected with their reference source, and
+    which of them are usable: known filter and isdiffpos, finite jd and magpsf."""
     columns = {name: _field(points.values, name) for name in DETECTION_COLUMNS}
     columns.update(_history_columns(records, points), isdiffpos=_sign(_field(points.values, "isdiffpos")),
                    from_history=pa.repeat(pa.scalar(from_history), len(points.owner)))
+    columns.update(_corrections(columns, points.values))
     usable = (_known(columns["isdiffpos"]) & _known(columns["band"]) & _plausible_jd(columns["jd"])
               & _finite(columns["magpsf"]))
     return rows_table(columns, schema.DETECTIONS, len(points.owner)), usable
@@ -136,14 +160,14 @@ def _forced(records: pa.StructArray, points: _Points) -> tuple[pa.Table, np.ndar
     columns = _history_columns(records, points)
     flux, flux_err, zeropoint = (_field(points.values, name) for name in
                                  (FORCED_FLUX_FIELD, "forcediffimfluxunc", "magzpsci"))
-    flux_values = pc.cast(flux, pa.float64()).to_numpy(zero_copy_only=False)
-    zeropoint_values = pc.cast(zeropoint, pa.float64()).to_numpy(zero_copy_only=False)
+    flux_values = _floats(flux)
+    zeropoint_values = _floats(zeropoint)
     columns.update(
         kind=pa.repeat(pa.scalar(schema.FORCED), len(points.owner)),
         diffmaglim=_field(points.values, "diffmaglim"),
         psfFlux=pa.array(zeropoint_flux_to_njy(flux_values, zeropoint_values)),
         psfFluxErr=pa.array(zeropoint_flux_to_njy(
-            pc.cast(flux_err, pa.float64()).to_numpy(zero_copy_only=False), zeropoint_values)),
+            _floats(flux_err), zeropoint_values)),
     )
     usable = (_known(columns["band"]) & _plausible_jd(columns["jd"]) & _finite(flux)
               & (flux_values != FORCED_FLUX_MISSING)

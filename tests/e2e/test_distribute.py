@@ -118,7 +118,8 @@ def write_lake(lake_root: Path, alerts: list) -> None:
     for name, table in tables.items():
         write_deltalake(str(lake_root / name), table.cast(TABLE_SPECS[name].schema), partition_by=["night"])
     det = tables["detections"].to_pandas().assign(kind=DETECTION)
-    non = tables["non_detections"].to_pandas().assign(candid=pd.NA, isdiffpos=pd.NA, ra=np.nan, dec=np.nan)
+    non = tables["non_detections"].to_pandas().assign(candid=pd.NA, isdiffpos=pd.NA, ra=np.nan, dec=np.nan,
+                                                      corrected=pd.NA, stellar=pd.NA, magpsf_corr=np.nan)
     stats = object_statistics(merge_curves(det[["survey", "objectId", *CURVE_COLUMNS]],
                                            non[["survey", "objectId", *CURVE_COLUMNS]]))
     context = latest_context(tables["alerts"].to_pandas())[["survey", "objectId", *CONTEXT_COLUMNS]]

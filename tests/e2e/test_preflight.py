@@ -90,7 +90,7 @@ def test_table_lacking_required_columns_is_refused(tmp_path):
 
 
 def test_table_with_a_changed_column_type_is_refused(tmp_path):
-    schema = CORE_TABLES["quarantine"]
+    schema = CORE_TABLES["quarantine"].schema
     columns = {f.name: pa.nulls(1, f.type) for f in schema}
     columns["offset"] = pa.array(["12"])  # was int64
     write_deltalake(str(tmp_path / "quarantine"), pa.table(columns))

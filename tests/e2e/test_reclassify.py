@@ -59,6 +59,7 @@ def test_curve_row_rebuilds_points_and_context():
 
     base = {"survey": "ztf", "objectId": "ZTF1", "band": "g", "magpsf": 18.0, "sigmapsf": 0.1, "psfFlux": 1e4,
             "psfFluxErr": 100.0, "isdiffpos": True, "diffmaglim": 20.0, "ra": 1.0, "dec": 2.0,
+            "corrected": True, "stellar": False, "magpsf_corr": 17.5,
             "sgscore1": None, "distpsnr1": None, "srmag1": None, "extendedness": None}
     rows = pd.DataFrame([
         {**base, "kind": DETECTION, "candid": 2, "mjd": 60001.0},

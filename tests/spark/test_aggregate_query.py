@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from jobs import aggregate as aggregate_job
@@ -35,6 +36,10 @@ from udfs.curves import CURVES_SCHEMA
 #: padded into blocks whose width depends on the batch, which changes the order of summation), and
 #: an ill-conditioned harmonic fit (a supernova at a spurious period) amplifies that to ~1e-7.
 FEATURES_RTOL = 1e-6
+
+
+#: The objects columns compared (all but the batch that wrote the row), as stored.
+OBJECT_COLUMNS = pa.schema([f for f in OBJECTS if f.name != "last_batch_id"])
 
 
 def simulated():
@@ -72,20 +77,24 @@ def read(root: Path, table: str) -> pd.DataFrame:
 
 
 def objects(root: Path) -> pd.DataFrame:
-    frame = read(root, "objects").drop(columns=["last_batch_id"])
-    return frame.sort_values(["survey", "objectId"]).reset_index(drop=True)[[f.name for f in OBJECTS][:-1]]
+    stored = pl.read_delta(str(root / "lake" / "objects")).to_arrow().select(OBJECT_COLUMNS.names)
+    frame = stored.cast(OBJECT_COLUMNS).to_pandas()
+    return frame.sort_values(["survey", "objectId"]).reset_index(drop=True)
 
 
 def expected_objects(root: Path) -> pd.DataFrame:
     """The statistics computed directly (pure functions) from the ingest tables."""
     det = read(root, "detections").assign(kind=DETECTION)
-    non = read(root, "non_detections").assign(candid=pd.NA, isdiffpos=pd.NA, ra=np.nan, dec=np.nan)
+    non = read(root, "non_detections").assign(candid=pd.NA, isdiffpos=pd.NA, ra=np.nan, dec=np.nan, corrected=pd.NA,
+                                              stellar=pd.NA, magpsf_corr=np.nan)
     stats = object_statistics(merge_curves(det[["survey", "objectId", *CURVE_COLUMNS]],
                                            non[["survey", "objectId", *CURVE_COLUMNS]]))
     context = latest_context(read(root, "alerts"))[["survey", "objectId", *CONTEXT_COLUMNS]].astype(
         {c: "float64" for c in CONTEXT_COLUMNS})
     stats = stats.merge(context, on=["survey", "objectId"], how="left")
-    return stats.sort_values(["survey", "objectId"]).reset_index(drop=True)[[f.name for f in OBJECTS][:-1]]
+    stats = pa.Table.from_pandas(stats[OBJECT_COLUMNS.names], schema=OBJECT_COLUMNS, preserve_index=False).to_pandas(
+        ignore_metadata=True)
+    return stats.sort_values(["survey", "objectId"]).reset_index(drop=True)
 
 
 def features(root: Path) -> pd.DataFrame:
@@ -143,6 +152,8 @@ def test_objects_match_the_ingest_tables_and_the_truth(in_order):
     assert table["hpx"].ge(0).all() and table["ndet"].gt(0).all()
     ztf = table["survey"] == "ztf"
     assert table.loc[ztf, "sgscore1"].notna().all() and table.loc[~ztf, "extendedness"].notna().all()
+    # ALeRCE's correction flags: known for every ZTF object (its detections carry them), null for LSST
+    assert table.loc[ztf, "corrected"].notna().all() and table.loc[~ztf, "corrected"].isna().all()
 
 
 def test_features_match_the_ingest_tables(in_order):
@@ -211,7 +222,8 @@ def test_a_replayed_batch_leaves_objects_and_features_unchanged(spark, in_order)
                    "candid": list(range(1, n + 1)), "mjd": [70000.0 + 3 * k for k in range(n)], "band": ["g"] * n,
                    "magpsf": [20.0 + 0.1 * k for k in range(n)], "sigmapsf": [0.1] * n,
                    "psfFlux": [1.0] * n, "psfFluxErr": [0.1] * n, "isdiffpos": [True] * n, "diffmaglim": [26.0] * n,
-                   "ra": [float(position["meanra"])] * n, "dec": [float(position["meandec"])] * n}
+                   "ra": [float(position["meanra"])] * n, "dec": [float(position["meandec"])] * n,
+                   "corrected": [False] * n, "stellar": [False] * n, "magpsf_corr": [None] * n}
     curves = spark.createDataFrame([tuple(other_curve.get(f.name) for f in CURVES_SCHEMA)], CURVES_SCHEMA)
     last = summaries[-1].batches[-1].batch_id
 

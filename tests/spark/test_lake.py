@@ -11,11 +11,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from lenga.io.lake import DeltaRsLake, open_lake, remove_staging, spark_schema, staging_dir
 from lenga.io.lake.files import FileStats, PartitionedFileWriter, first_per_key
-from lenga.tables import TableSpec
+from lenga.stream.preflight import CORE_TABLES, check_table_schemas
+from lenga.tables import DETECTIONS_TABLE, TABLE_SPECS, TableSpec
 
 SCHEMA = pa.schema([
     ("survey", pa.string()), ("candid", pa.int64()), ("mjd", pa.float64()),
@@ -125,3 +126,25 @@ def test_append_staged_removes_duplicates_across_tasks_and_the_lake(spark, lake,
     assert lake.append_staged([SPEC], staging, files, "app", 1)[SPEC.name].skipped  # a replay writes nothing
     remove_staging(staging)
     assert not (tmp_path / "staging" / "app" / "1").exists() and lake.count("things") == 60
+
+
+def test_previous_versions_detections_keep_working_after_the_new_columns_are_added(spark, lake):
+    """A detections table written without this version's added columns: the start-up check adds
+    them, the keyed append writes new rows with them, and the older rows read null."""
+    spec = TABLE_SPECS[DETECTIONS_TABLE]
+    previous = pa.schema([f for f in spec.schema if f.name not in spec.added_columns])
+
+    def detection(candid, **values):
+        return {**dict.fromkeys(spec.schema.names), "survey": "ztf", "objectId": "ZTF1", "candid": candid,
+                "mjd": 60736.2, "band": "g", "night": 20250301, **values}
+
+    old = pa.Table.from_pylist([{k: v for k, v in detection(1).items() if k in previous.names}], schema=previous)
+    DeltaTable.create(lake.path(DETECTIONS_TABLE), previous, partition_by=["night"])
+    write_deltalake(lake.path(DETECTIONS_TABLE), old, mode="append")
+    assert check_table_schemas(lake.root, CORE_TABLES) == {DETECTIONS_TABLE: list(spec.added_columns)}
+    new = [detection(1, magnr=15.0), detection(2, magnr=15.0, corrected=True, magpsf_corr=14.5)]
+    result = lake.append_new(spec, spark.createDataFrame(new, spark_schema(spec)), "app", 0)
+    assert result.rows == 1  # candid 1 is already stored: the old row stays
+    stored = {r.candid: r for r in lake.read(spec).collect()}
+    assert (stored[1].magnr, stored[1].corrected, stored[1].magpsf_corr) == (None, None, None)
+    assert (stored[2].magnr, stored[2].corrected, stored[2].magpsf_corr) == (15.0, True, 14.5)

@@ -23,7 +23,14 @@ from lenga.lc_classifier.model import (
     balanced_weights,
 )
 from lenga.lc_classifier.settings import LCClassifierSettings, TrainingSetConfig
-from lenga.lc_classifier.trainingset import DETECTION, build, classifiable, curve_points, one_alert, simulate_object
+from lenga.lc_classifier.trainingset import (
+    DETECTION,
+    build,
+    classifiable,
+    curve_points,
+    one_alert,
+    simulate_object,
+)
 
 SMALL = XGBSettings(n_estimators=8, max_depth=3)
 

@@ -20,16 +20,17 @@ from lenga.curves.points import (
 from lenga.healpix import hpx_index
 
 
-def detection(obj, candid, mjd, band, mag, ra=150.0, dec=2.0, sigma=0.1, positive=True, survey="ztf"):
+def detection(obj, candid, mjd, band, mag, ra=150.0, dec=2.0, sigma=0.1, positive=True, survey="ztf",
+              corrected=None, stellar=None, mag_corr=None):
     return dict(survey=survey, objectId=obj, kind=DETECTION, candid=candid, mjd=mjd, band=band, magpsf=mag,
                 sigmapsf=sigma, psfFlux=10 ** (-0.4 * (mag - 31.4)), psfFluxErr=1.0, isdiffpos=positive,
-                diffmaglim=20.5, ra=ra, dec=dec)
+                diffmaglim=20.5, ra=ra, dec=dec, corrected=corrected, stellar=stellar, magpsf_corr=mag_corr)
 
 
 def non_detection(obj, kind, mjd, band, limit=20.0, flux=None, survey="ztf"):
     return dict(survey=survey, objectId=obj, kind=kind, candid=None, mjd=mjd, band=band, magpsf=None,
                 sigmapsf=None, psfFlux=flux, psfFluxErr=limit / 5, isdiffpos=None, diffmaglim=limit,
-                ra=None, dec=None)
+                ra=None, dec=None, corrected=None, stellar=None, magpsf_corr=None)
 
 
 @pytest.fixture
@@ -39,8 +40,11 @@ def points() -> pd.DataFrame:
     for k, obj in enumerate(["ZTF25aaa", "ZTF25aab", "ZTF25aac"]):
         for i in range(12):
             band = "gr"[i % 2]
+            on_reference = k == 1 and i % 3 != 2  # one object on a reference source, a few detections off it
             rows.append(detection(obj, 1000 * k + i, 60000 + 1.5 * i + 0.1 * k, band, 18 + rng.normal(0, 0.3),
-                                  ra=150 + rng.normal(0, 1e-4), dec=2 + rng.normal(0, 1e-4)))
+                                  ra=150 + rng.normal(0, 1e-4), dec=2 + rng.normal(0, 1e-4),
+                                  corrected=on_reference if k < 2 else None, stellar=on_reference if k < 2 else None,
+                                  mag_corr=16 + rng.normal(0, 0.1) if on_reference else None))
         rows.append(non_detection(obj, "upper_limit", 59990.0 + k, "g"))
         rows.append(non_detection(obj, "forced", 59995.0 + k, "r", flux=12.0))
     rows += [detection("123", 77, 60010.0, band, 21.0, survey="lsst", ra=10.0, dec=-30.0) for band in "u"]

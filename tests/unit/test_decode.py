@@ -19,6 +19,7 @@ import pytest
 from fastavro.schema import load_schema
 
 from lenga import schema
+from lenga.curves.correction import corrected_magnitudes, is_stellar
 from lenga.decode import KafkaMessages, decode_messages, decode_record_batch, split_container
 
 TIMESTAMP = datetime(2025, 3, 2, 10, 0, tzinfo=UTC)
@@ -189,6 +190,37 @@ def test_deflate_container_decodes_like_the_original(ztf_v402):
         k: v for k, v in original.items() if k != "offset" and k != "key"}
 
 
+
+def test_ztf_detections_carry_their_reference_source_and_correction(ztf_files):
+    """magnr/sigmagnr/distnr come from each detection's own candidate or prv_candidate, and the
+    correction (lenga.curves.correction, checked against ALeRCE in test_correction) is applied to
+    them: corrected magnitudes exactly where distnr < 1.4, with the sign of isdiffpos."""
+    rows = decode([p.read_bytes() for p in ztf_files])
+    n_corrected = n_stellar = n_detections = 0
+    for path, row in zip(ztf_files, rows, strict=True):
+        _, (record,) = read_container(path)
+        sources = {p["candid"]: p for p in [record["candidate"], *(record["prv_candidates"] or [])]
+                   if p.get("candid") is not None}
+        for detection in row["detections"]:
+            source = sources[detection["candid"]]
+            for name in ("magnr", "sigmagnr", "distnr"):
+                assert detection[name] == pytest.approx(source[name]), (path, name)
+            corrected = source["distnr"] < 1.4
+            assert detection["corrected"] is corrected
+            sign = 1.0 if source["isdiffpos"] in ("t", "1") else -1.0
+            expected = corrected_magnitudes([source["magpsf"]], [source["sigmapsf"]], [sign],
+                                            [source["magnr"]], [source["sigmagnr"]], [corrected])
+            for name, (value,) in zip(("magpsf_corr", "sigmapsf_corr", "sigmapsf_corr_ext"), expected, strict=True):
+                assert (detection[name] is None) if not corrected else detection[name] == pytest.approx(value)
+            stellar = is_stellar(*([source.get(name, None)] for name in
+                                   ("distnr", "distpsnr1", "sgscore1", "chinr", "sharpnr")))
+            assert detection["stellar"] is bool(stellar[0])
+            n_corrected += corrected
+            n_stellar += detection["stellar"]
+            n_detections += 1
+    assert (n_detections, n_corrected, n_stellar) == (598, 512, 506)
+
+
 # --- LSST -----------------------------------------------------------------------------------------
 
 
@@ -246,6 +278,9 @@ def test_fink_v9_containers_with_solar_system_alerts(shared_data):
             assert row["objectId"] == f"sso:{record['ssSource']['ssObjectId']}" and row["diaObjectId"] is None
         assert row["n_prv_detections"] == len(record["prvDiaSources"] or [])
         assert len(row["detections"]) == 1 + row["n_prv_detections"]
+        assert all(d[name] is None for d in row["detections"] for name in
+                   ("magnr", "sigmagnr", "distnr", "corrected", "magpsf_corr", "sigmapsf_corr", "sigmapsf_corr_ext",
+                    "stellar"))
         assert row["night"] == 20250905  # MJD 60924.33 = 2025-09-06 ~08 UTC at Cerro Pachón
     assert n_sso == 4
 

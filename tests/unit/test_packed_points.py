@@ -32,8 +32,11 @@ def tagged_rows() -> pa.Table:
     n = len(rows)
     columns.update(psfFlux=[float(i) for i in range(n)], psfFluxErr=[0.5] * n, ra=[10.0] * n, dec=[-5.0] * n,
                    sgscore1=[None] * 5 + [0.2, 0.9, None], distpsnr1=[None] * 5 + [1.0, 2.0, None],
-                   srmag1=[None] * n, extendedness=[None] * 7 + [0.4])
-    types = {"candid": pa.int64(), "isdiffpos": pa.bool_(), "kind": pa.string()}
+                   srmag1=[None] * n, extendedness=[None] * 7 + [0.4],
+                   corrected=[True, False] + [None] * 6, stellar=[False, False] + [None] * 6,
+                   magpsf_corr=[17.5] + [None] * 7)
+    types = {"candid": pa.int64(), "isdiffpos": pa.bool_(), "kind": pa.string(), "corrected": pa.bool_(),
+             "stellar": pa.bool_(), "magpsf_corr": pa.float64()}
     return pa.table({k: pa.array(v, types.get(k)) for k, v in columns.items()})
 
 
@@ -42,7 +45,7 @@ def test_one_row_per_object_with_its_points_and_latest_context():
     assert packed.schema == PACKED_SCHEMA
     rows = packed.to_pandas()
     assert list(zip(rows.survey, rows.objectId, strict=True)) == [("lsst", "170"), ("lsst", "99"), ("ztf", "ZTF1")]
-    sizes = [None if v is None else len(v) // POINT_RECORD.itemsize for v in rows.points]
+    sizes = [None if v is None else len(v) // POINT_RECORD.itemsize - 1 for v in rows.points]  # - the header
     assert sizes == [1, None, 4]
     ztf = rows.iloc[2]
     # The latest alert by (mjd, candid), whatever the row order.
@@ -62,6 +65,9 @@ def test_unpacked_points_are_the_point_rows_exactly():
     assert points.candid.tolist() == [NO_CANDID, NO_CANDID, ZTF_CANDID + 1, ZTF_CANDID, 9]
     assert points.band.tolist() == ["r", "g", "r", "g", "y"]
     assert points.isdiffpos.tolist() == [pd.NA, pd.NA, False, True, pd.NA]
+    assert points.corrected.tolist() == [pd.NA, pd.NA, False, True, pd.NA]
+    assert points.stellar.tolist() == [pd.NA, pd.NA, False, False, pd.NA]
+    assert points.magpsf_corr[3] == 17.5 and points.magpsf_corr.drop(index=3).isna().all()
     assert np.isnan(points.magpsf[1]) and points.magpsf[0] == 21.0 and np.isnan(points.diffmaglim[4])
     assert points.psfFlux.tolist() == [3.0, 2.0, 1.0, 0.0, 4.0]
 
@@ -100,3 +106,10 @@ def test_bad_points_fail_with_a_clear_message(column, value, message):
     table = table.set_column(table.schema.get_field_index(column), column, pa.array(values, table[column].type))
     with pytest.raises(ValueError, match=message):
         pack_points(table)
+
+
+def test_points_packed_in_an_earlier_layout_are_refused_with_what_to_do():
+    earlier = np.zeros(17, np.dtype([("mjd", "<f8"), ("rest", "V67")]))  # 17 records of 75 bytes = 15 of 85
+    earlier["mjd"] = 60000.25
+    with pytest.raises(ValueError, match="earlier lenga version; start the aggregation from a new checkpoint"):
+        unpack_points(np.array(["ztf"]), np.array(["ZTF1"]), [earlier.tobytes()])
