@@ -55,7 +55,7 @@ class TrainingSetConfig:
 class TrainingSettings:
     """``lc_classifier.training``: sizes and seeds of the simulated sets, the labelled real set trained
     on beside them (``real_dir``, None: simulator only; each real object weighs ``real_weight``
-    simulated objects of its class; ``real_folds`` object-grouped folds score it), and the xgboost
+    times the simulated objects of its class together; ``real_folds`` object-grouped folds score it), and the xgboost
     settings."""
 
     n_per_class: int = 4000

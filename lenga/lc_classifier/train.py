@@ -104,8 +104,11 @@ def real_folds(labels: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.nda
 
 
 def with_real(sim: pd.DataFrame, real: pd.DataFrame, weight: float) -> pd.DataFrame:
-    """The simulated and real training objects in one frame, each real one weighing ``weight``."""
-    return pd.concat([sim.assign(**{SAMPLE_WEIGHT: 1.0}), real.assign(**{SAMPLE_WEIGHT: float(weight)})],
+    """The simulated and real training objects in one frame; each real object weighs ``weight`` times
+    the simulated objects of its class (so its influence does not depend on the simulated set's size)."""
+    per_class = sim["class_name"].value_counts()
+    real_weights = weight * real["class_name"].map(per_class).fillna(1.0).to_numpy(dtype=np.float64)
+    return pd.concat([sim.assign(**{SAMPLE_WEIGHT: 1.0}), real.assign(**{SAMPLE_WEIGHT: real_weights})],
                      ignore_index=True, join="inner")
 
 

@@ -115,6 +115,41 @@ def test_retraining_with_the_same_seed_reproduces_the_metrics(sets):
         assert first[level]["per_class"] == second[level]["per_class"]
 
 
+def test_training_with_real_objects_is_cross_validated_calibrated_and_reproducible(shared_data, tmp_path):
+    """The whole training job on tiny simulated sets plus a slice of ../shared/data/real, twice."""
+    import dataclasses
+
+    from lenga.lc_classifier.realset import read_labels, read_lightcurves
+    from lenga.lc_classifier.train import train
+
+    real = shared_data / "real"
+    if not (real / "labels.csv").is_file():
+        pytest.skip("../shared/data/real is absent")
+    labels, curves = read_labels(real), read_lightcurves(real)
+    keep = set(labels.loc[labels["label"] == "SNIa", "object_id"].head(40)) | set(
+        labels.loc[labels["label"].isin(["RRL", "LPV", "CV/Nova"]), "object_id"])
+    slice_dir = tmp_path / "real"
+    slice_dir.mkdir()
+    labels[labels["object_id"].isin(keep)].to_csv(slice_dir / "labels.csv", index=False)
+    curves[curves["object_id"].isin(keep)].to_parquet(slice_dir / "lightcurves.parquet")
+    base = LCClassifierSettings()
+    settings = dataclasses.replace(base, training=dataclasses.replace(
+        base.training, n_per_class=4, test_per_class=2, processes=1, real_dir=str(slice_dir), real_folds=3,
+        single_alert_fraction=0.5, xgboost=SMALL))
+    reports = [train(settings, load_feature_config(), tmp_path / f"model{k}", "test", log=lambda _: None)
+               for k in range(2)]
+    cross_validated = reports[0]["real_cross_validated"]
+    assert cross_validated["n_objects"] >= 40
+    assert set(cross_validated["leaf"]["per_class"]) >= {"SNIa", "RRL"}
+    assert 0 <= cross_validated["leaf"]["calibration"]["ece"] <= 1
+    assert reports[0]["real_cross_validated"] == reports[1]["real_cross_validated"]
+    metadata = json.loads((tmp_path / "model0" / "metadata.json").read_text())
+    assert metadata["training"]["real_objects"] == cross_validated["n_objects"]
+    assert set(metadata["temperatures"]) == {"top", "branch"}
+    for name in ("confusion_real_top.png", "confusion_real_leaf.png", "reliability_real.png"):
+        assert (tmp_path / "model0" / name).stat().st_size > 1000
+
+
 def test_balanced_weights_give_every_class_the_same_total():
     labels = np.array(["a"] * 8 + ["b"] * 2)
     w = balanced_weights(labels)
@@ -178,6 +213,10 @@ def test_settings_are_validated():
     assert settings.detection_bands == ("r",) and settings.training.baseline_days == (90, 100)
     with pytest.raises(ConfigError, match="baseline_days"):
         LCClassifierSettings.from_dict({"training": {"baseline_days": [10, 5]}}).training.training_set(6, ("r",))
+    with pytest.raises(ConfigError, match="single_alert_fraction"):
+        LCClassifierSettings.from_dict({"training": {"single_alert_fraction": 2}}).training.training_set(6, ("r",))
+    with pytest.raises(ConfigError, match="real_weight"):
+        LCClassifierSettings.from_dict({"training": {"real_weight": 0}})
 
 
 def test_shipped_model_and_its_report():
