@@ -1,0 +1,64 @@
+"""How far real light curves lie from the simulated training set, feature by feature.
+
+Two measures, both on the model's input features:
+
+- :func:`outside_fraction`: per object, the share of its finite features outside the training set's
+  1st-99th percentile range (``metadata["feature_ranges"]``): a cheap out-of-domain score that needs
+  nothing but the model's metadata;
+- :func:`class_distances`: per class with enough real objects, the two-sample Kolmogorov-Smirnov
+  statistic between the real objects' values of each feature and the simulated objects' of the same
+  class (0: same distribution, 1: disjoint), summarised by its median over features and the
+  features that differ most. The training job reports it for the simulated sets before and after a
+  change of the simulator, so a calibration of the simulator is judged by numbers.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.stats import ks_2samp
+
+from lenga.lc_classifier.model import as_matrix
+
+#: Classes with fewer real objects get no distance (a KS statistic of a handful of values is noise).
+MIN_REAL_OBJECTS = 8
+#: Features listed as the farthest per class.
+WORST = 5
+
+
+def outside_fraction(frame: pd.DataFrame, ranges: dict[str, list[float]]) -> np.ndarray:
+    """Per row, the fraction of its finite values of the ``ranges`` features (name -> [p1, p50, p99])
+    that fall outside [p1, p99]; 0 for a row with no finite value."""
+    names = [n for n in ranges if n in frame.columns]
+    x = as_matrix(frame, names).astype(np.float64)
+    low = np.array([ranges[n][0] for n in names])
+    high = np.array([ranges[n][-1] for n in names])
+    finite = np.isfinite(x)
+    outside = finite & ((x < low) | (x > high))
+    return outside.sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
+
+
+def class_distances(real: pd.DataFrame, sim: pd.DataFrame, features: list[str]) -> dict[str, dict]:
+    """Per class with >= :data:`MIN_REAL_OBJECTS` real objects: ``median_ks`` over the features with
+    finite values on both sides, ``n_real``, and ``farthest`` (feature -> KS, the :data:`WORST` largest)."""
+    out = {}
+    for name, group in real.groupby("class_name"):
+        if len(group) < MIN_REAL_OBJECTS:
+            continue
+        simulated = sim[sim["class_name"] == name]
+        statistics = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for feature in features:
+                a = group[feature].to_numpy(dtype=np.float64)
+                b = simulated[feature].to_numpy(dtype=np.float64)
+                a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+                if len(a) >= MIN_REAL_OBJECTS and len(b) >= MIN_REAL_OBJECTS:
+                    statistics[feature] = float(ks_2samp(a, b).statistic)
+        if statistics:
+            worst = sorted(statistics.items(), key=lambda item: -item[1])[:WORST]
+            out[str(name)] = {"n_real": len(group), "median_ks": float(np.median(list(statistics.values()))),
+                              "farthest": {k: round(v, 3) for k, v in worst}}
+    return out
