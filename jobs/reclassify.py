@@ -13,10 +13,12 @@ Re-running it writes nothing new; a new model version appears beside the old row
 from __future__ import annotations
 
 import argparse
+import sys
 
 from lenga.config import add_config_arguments, load_config
 from lenga.io.session import build_session
 from lenga.night import night_range
+from lenga.stream.preflight import preflight, run_job
 from lenga.stream.reclassify import reclassify
 
 
@@ -42,6 +44,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     config = load_config(args.conf, args.overrides, {"lake": {"root": args.lake}} if args.lake else None)
     nights = night_range(*args.night_range) if args.night_range else args.nights
+    preflight(config.lake.root, None)
     spark = build_session("lenga-reclassify", config.spark)
     report = reclassify(config, spark, nights=nights, objects=args.objects)
     written = ", ".join(f"{name} +{report.written(name):,}" for name in report.tables)
@@ -50,4 +53,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_job(main))

@@ -2,9 +2,9 @@
 
 Two measures, both on the model's input features:
 
-- :func:`outside_fraction`: per object, the share of its finite features outside the training set's
-  1st-99th percentile range (``metadata["feature_ranges"]``): a cheap out-of-domain score that needs
-  nothing but the model's metadata;
+- :func:`lenga.lc_classifier.inference.outside_fraction`: per object, the share of its finite
+  features outside the training set's 1st-99th percentile range (``metadata["feature_ranges"]``),
+  the out-of-domain score of every classification;
 - :func:`class_distances`: per class with enough real objects, the two-sample Kolmogorov-Smirnov
   statistic between the real objects' values of each feature and the simulated objects' of the same
   class (0: same distribution, 1: disjoint), summarised by its median over features and the
@@ -20,24 +20,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp
 
-from lenga.lc_classifier.model import as_matrix
-
 #: Classes with fewer real objects get no distance (a KS statistic of a handful of values is noise).
 MIN_REAL_OBJECTS = 8
 #: Features listed as the farthest per class.
 WORST = 5
-
-
-def outside_fraction(frame: pd.DataFrame, ranges: dict[str, list[float]]) -> np.ndarray:
-    """Per row, the fraction of its finite values of the ``ranges`` features (name -> [p1, p50, p99])
-    that fall outside [p1, p99]; 0 for a row with no finite value."""
-    names = [n for n in ranges if n in frame.columns]
-    x = as_matrix(frame, names).astype(np.float64)
-    low = np.array([ranges[n][0] for n in names])
-    high = np.array([ranges[n][-1] for n in names])
-    finite = np.isfinite(x)
-    outside = finite & ((x < low) | (x > high))
-    return outside.sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
 
 
 def class_distances(real: pd.DataFrame, sim: pd.DataFrame, features: list[str]) -> dict[str, dict]:

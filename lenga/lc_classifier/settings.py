@@ -67,7 +67,7 @@ class TrainingSettings:
     single_alert_fraction: float = 0.0
     survey_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SURVEY_MIX))
     real_dir: str | None = None
-    real_weight: float = 1.0
+    real_weight: float = 0.05
     real_folds: int = 5
     xgboost: XGBSettings = field(default_factory=XGBSettings)
 

@@ -27,9 +27,9 @@ import pandas as pd
 
 from lenga.features import FEATURE_VERSION, FeatureConfig
 from lenga.lc_classifier.calibration import fit_temperatures
-from lenga.lc_classifier.domain import class_distances, outside_fraction
+from lenga.lc_classifier.domain import class_distances
 from lenga.lc_classifier.evaluate import evaluate, plot_confusion, plot_reliability
-from lenga.lc_classifier.inference import eligible
+from lenga.lc_classifier.inference import eligible, outside_fraction
 from lenga.lc_classifier.model import (
     BRANCH_OF,
     LEAF_CLASSES,

@@ -6,7 +6,7 @@ Spark with a stack trace, or worse, run and write a wrong result:
 - **the lake's format**: every lake holds ``_lenga_lake.json`` (written by the first job that uses
   it) naming the lake format; a lake of another format, or with an unreadable marker, is refused;
 - **the tables' schemas**: an existing ``alerts``, ``detections``, ``non_detections``,
-  ``quarantine`` or ``objects`` table must have every column this version writes, with the same
+  ``quarantine``, ``objects`` or ``lc_classifications`` table must have every column this version writes, with the same
   type (a table written by an incompatible version would otherwise fail mid-batch or be misread).
   The one exception is schema evolution: a table lacking only columns that this version added
   (``TableSpec.added_columns``, nullable) is given them by a Delta schema change, and its older
@@ -36,6 +36,7 @@ from deltalake import DeltaTable, Field
 
 from lenga.curves.magstats import OBJECTS_SPEC
 from lenga.curves.packing import LAYOUT_TAG
+from lenga.lc_classifier.inference import SPEC as LC_CLASSIFICATIONS_SPEC
 from lenga.tables import TABLE_SPECS, TableSpec
 
 #: The lake format this version reads and writes; bump it when a table changes incompatibly.
@@ -191,7 +192,7 @@ def check_points_layout(checkpoint: str | Path) -> None:
 
 
 #: The tables whose schema every job relies on (name → the spec this version writes).
-CORE_TABLES = {**TABLE_SPECS, OBJECTS_SPEC.name: OBJECTS_SPEC}
+CORE_TABLES = {**TABLE_SPECS, OBJECTS_SPEC.name: OBJECTS_SPEC, LC_CLASSIFICATIONS_SPEC.name: LC_CLASSIFICATIONS_SPEC}
 
 
 def preflight(lake_root: str | Path, checkpoint: str | Path | None) -> None:

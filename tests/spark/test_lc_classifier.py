@@ -186,6 +186,23 @@ def test_hierarchical_probabilities_and_rows(sets, model):
     assert (one["lastmjd"] == frame["lastmjd"].iloc[2]).all() and (one["classifier"] == "lc_classifier").all()
 
 
+def test_out_of_domain_score_rises_with_features_outside_the_training_range(sets, model):
+    _, train, held_out = sets
+    ranges = {name: [float(train[name].quantile(0.01)), float(train[name].median()), float(train[name].quantile(0.99))]
+              for name in model.features if train[name].notna().any()}
+    trained = HierarchicalClassifier(model.features, model.top, model.branches, {**model.metadata,
+                                                                                 "feature_ranges": ranges})
+    frame = _summary(held_out)
+    far = frame.copy()
+    far[list(ranges)] = far[list(ranges)] * 1e6 + 1e6
+    rows = inference.classify(trained, frame, 6, ("g", "r"))
+    far_rows = inference.classify(trained, far, 6, ("g", "r"))
+    near = rows.groupby("objectId")["out_of_domain"].agg(["min", "max"])
+    assert (near["min"] == near["max"]).all()  # one score per object, on each of its rows
+    assert rows["out_of_domain"].between(0, 1).all() and rows["out_of_domain"].median() < 0.2
+    assert (far_rows["out_of_domain"] > 0.9).all()
+
+
 def test_save_load_and_bytes_round_trip(tmp_path, sets, model):
     _, _, held_out = sets
     model.save(tmp_path)

@@ -1,4 +1,4 @@
-"""A lake of the previous lenga version: its detections and objects tables lack the columns this
+"""A lake of the previous lenga version: its detections, objects and lc_classifications tables lack the columns this
 version added (TableSpec.added_columns); the start-up check adds them, and older rows read them as
 null."""
 
@@ -9,7 +9,7 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from lenga.stream.preflight import CORE_TABLES, PreflightError, check_table_schemas
-from lenga.tables import DETECTIONS_TABLE, OBJECTS_TABLE, TableSpec
+from lenga.tables import DETECTIONS_TABLE, LC_CLASSIFICATIONS_TABLE, OBJECTS_TABLE, TableSpec
 
 
 def previous_schema(spec: TableSpec) -> pa.Schema:
@@ -19,7 +19,8 @@ def previous_schema(spec: TableSpec) -> pa.Schema:
 
 def previous_table(path, spec: TableSpec, schema: pa.Schema | None = None) -> None:
     schema = schema or previous_schema(spec)
-    row = {f.name: pa.nulls(1, f.type) for f in schema}
+    row = {f.name: pa.nulls(1, f.type) if f.nullable else pa.array(["x"] if pa.types.is_string(f.type) else [0], f.type)
+           for f in schema}
     row.update(survey=pa.array(["ztf"]), objectId=pa.array(["ZTF1"]))
     row.update({column: pa.array([7], schema.field(column).type) for column in spec.partition_by})
     write_deltalake(str(path), pa.table(row, schema=schema), partition_by=list(spec.partition_by))
@@ -28,6 +29,7 @@ def previous_table(path, spec: TableSpec, schema: pa.Schema | None = None) -> No
 @pytest.mark.parametrize(("table", "some_added"), [
     (DETECTIONS_TABLE, {"magnr", "sigmagnr", "distnr", "corrected", "magpsf_corr", "stellar"}),
     (OBJECTS_TABLE, {"corrected", "stellar", "ndubious_g", "magmean_corr_r"}),
+    (LC_CLASSIFICATIONS_TABLE, {"out_of_domain"}),
 ])
 def test_previous_table_gets_the_new_columns_and_old_rows_read_null(tmp_path, table, some_added):
     spec = CORE_TABLES[table]

@@ -24,15 +24,14 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from lenga.config import Config, ConfigError
 from lenga.features import FEATURE_VERSION
 from lenga.io.lake import Lake
-from lenga.lc_classifier.inference import KEYS, OBJECT_COLUMNS, ROWS_SCHEMA, SCHEMA
+from lenga.lc_classifier.inference import OBJECT_COLUMNS, ROWS_SCHEMA, SPEC
 from lenga.lc_classifier.model import HierarchicalClassifier
 from lenga.lc_classifier.settings import LCClassifierSettings
 from lenga.stream.steps.base import ObjectBatchContext, RowFunction
-from lenga.tables import FEATURES_TABLE, TableSpec, WriteResult
+from lenga.tables import FEATURES_TABLE, WriteResult
 from lenga.tables import LC_CLASSIFICATIONS_TABLE as TABLE
 from udfs.lc_classifier import classified_rows, classify_batches
 
-SPEC = TableSpec(TABLE, SCHEMA, keys=KEYS)
 log = logging.getLogger(__name__)
 
 
