@@ -52,9 +52,9 @@ class FineTuneSettings:
     """Fine-tuning settings (defaults: the shipped model 1.2)."""
 
     seed: int = 1
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 128
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     real_share: float = 0.5
     threads: int = 1
