@@ -45,7 +45,7 @@ STAMP_CLASSIFICATIONS = pa.schema([
     _f("classifier", pa.string(), "'stamp_classifier' (ZTF model) or 'stamp_classifier_lsst'"),
     _f("classifier_version", pa.string(), "version of the trained weights (models/<name>/model.json)"),
     _f("class_name", pa.string(), "AGN, SN, VS, asteroid or bogus"),
-    _f("probability", pa.float32(), "softmax probability of the class"),
+    _f("probability", pa.float32(), "probability of the class (softmax, temperature-calibrated)"),
     _f("ranking", pa.int32(), "1 for the most probable class of the alert, 5 for the least"),
     _f("ingest_batch_id", pa.int64(), "streaming micro-batch that ingested the alert"),
 ])
@@ -67,6 +67,9 @@ class StampClassifier:
     model: StampCNN
     survey: str
     version: str
+    #: Calibration temperature (Guo et al. 2017): probabilities are softmax(logits / temperature);
+    #: ``model.json`` key ``temperature``, fitted on out-of-fold real predictions (1: uncalibrated).
+    temperature: float = 1.0
 
     @property
     def name(self) -> str:
@@ -83,7 +86,7 @@ class StampClassifier:
         model = StampCNN(len(meta["features"]))
         model.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
         model.eval()
-        return cls(model, survey, str(meta["version"]))
+        return cls(model, survey, str(meta["version"]), float(meta.get("temperature", 1.0)))
 
     @classmethod
     def load(cls, directory: str | Path) -> StampClassifier:
@@ -99,13 +102,13 @@ class StampClassifier:
         return self.probabilities(inputs.images, inputs.features), inputs.reasons
 
     def probabilities(self, images: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """Softmax outputs (N, 5), through the network :data:`NETWORK_CHUNK` alerts at a time."""
+        """Calibrated softmax outputs (N, 5), through the network :data:`NETWORK_CHUNK` alerts at a time."""
         out = np.empty((len(images), len(CLASSES)), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(images), NETWORK_CHUNK):
                 sl = slice(start, start + NETWORK_CHUNK)
                 logits = self.model(torch.from_numpy(images[sl]), torch.from_numpy(features[sl]))
-                out[sl] = torch.softmax(logits, dim=1).numpy()
+                out[sl] = torch.softmax(logits / self.temperature, dim=1).numpy()
         return out
 
     def classify(self, batch: pa.Table | pa.RecordBatch) -> tuple[pa.Table, list[tuple[int, str]]]:

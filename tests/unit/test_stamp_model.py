@@ -67,3 +67,20 @@ def test_long_rows_rank_the_classes():
     assert rows[9] == {"survey": "ztf", "objectId": "b", "candid": 2, "night": 20250501, "mjd": 60796.2,
                        "classifier": "stamp_classifier", "classifier_version": "1.0", "class_name": "bogus",
                        "probability": pytest.approx(0.8), "ranking": 1, "ingest_batch_id": 7}
+
+
+def test_inference_applies_the_calibration_temperature(tmp_path):
+    from lenga.stamps.features import feature_names
+
+    torch.manual_seed(0)
+    names = feature_names("ztf")
+    model = StampCNN(len(names)).eval()
+    save_model(model, tmp_path, "ztf", "t", names, extra={"temperature": 2.5})
+    classifier = StampClassifier.load(tmp_path)
+    assert classifier.temperature == 2.5
+    images, features = torch.randn(3, 3, 21, 21), torch.randn(3, len(names))
+    with torch.no_grad():
+        expected = torch.softmax(model(images, features) / 2.5, dim=1).numpy()
+    np.testing.assert_allclose(classifier.probabilities(images.numpy(), features.numpy()), expected, rtol=1e-5)
+    save_model(model, tmp_path, "ztf", "t", names)  # no temperature: uncalibrated softmax
+    assert StampClassifier.load(tmp_path).temperature == 1.0
