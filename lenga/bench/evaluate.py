@@ -1,7 +1,11 @@
 """Score the shipped classifiers on a labelled real set (``./spark-submit.sh evaluate``).
 
 The set has the layout of ``../shared/data/real`` (``labels.csv``, ``lightcurves.parquet``,
-``stamps.parquet``; either data file may be absent). Light curves take the production path: the
+``stamps.parquet``; either data file may be absent). Stamps are read as ``alerts`` rows
+(:func:`lenga.stamps.realset.read_stamp_set`) and classified by the configured ZTF stamp model
+with the stream's own inference (:func:`lenga.stamps.realset.score_stamps`): per class, balanced
+recall, the same on first detections (ALeRCE's use), known variable stars called bogus, ECE.
+Light curves take the production path: the
 ZTF curves become the aggregation's curve rows (:mod:`lenga.lc_classifier.realset`), the stream's
 feature function computes their features, and :func:`lenga.lc_classifier.inference.classify`
 classifies the objects the stream would classify (``min_detections`` in one of
@@ -21,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
-from lenga.config import Config
+from lenga.config import PROJECT_ROOT, Config
 from lenga.features import FeatureConfig
 from lenga.features.config import load_feature_config
 from lenga.lc_classifier.evaluate import plot_confusion
@@ -37,6 +41,9 @@ from lenga.lc_classifier.realset import (
 )
 from lenga.lc_classifier.settings import LCClassifierSettings
 from lenga.scores import calibration, class_report
+from lenga.stamps.inference import StampClassifier
+from lenga.stamps.realset import STAMPS_FILE, read_stamp_set, score_stamps
+from lenga.stream.steps.stamps import StampSettings
 
 LEVELS = {"top": TOP_CLASSES, "leaf": LEAF_CLASSES}
 
@@ -79,22 +86,49 @@ def score_light_curves(directory: str | Path, settings: LCClassifierSettings, fe
     return report
 
 
+def score_stamp_set(directory: Path, settings: StampSettings, figures: Path | None = None) -> dict:
+    """``stamps`` section of the report; confusion PNG written to ``<figures>_stamps.png``."""
+    try:
+        rows = read_stamp_set(directory)
+    except ValueError as error:
+        raise RealSetError(str(error)) from None
+    model = settings.models.get("ztf")
+    if model is None:
+        raise RealSetError("stamp_classifier.models.ztf is null: no ZTF stamp model to evaluate")
+    scores = score_stamps(StampClassifier.load(PROJECT_ROOT / model), rows)
+    if figures is not None and scores["n"]:
+        counts = np.array(scores["confusion_matrix"]["counts"], dtype=float)
+        matrix = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        plot_confusion(matrix, tuple(scores["confusion_matrix"]["classes"]),
+                       f"stamps, real set: balanced recall {_fmt(scores['balanced_recall'])}",
+                       figures.parent / f"{figures.name}_stamps.png")
+    return {"model": str(model), **scores}
+
+
 def evaluate_real_set(directory: Path, config: Config, figures: Path | None = None) -> dict:
-    """The whole report of a labelled real set (``light_curves`` when it has light curves)."""
+    """The whole report of a labelled real set: ``stamps`` and ``light_curves`` for the data it has."""
     if not directory.is_dir():
         raise RealSetError(f"labelled real set {directory} is not a directory")
     report: dict = {"real_set": str(directory.resolve())}
+    if (directory / STAMPS_FILE).exists():
+        report["stamps"] = score_stamp_set(directory, StampSettings.from_config(config), figures)
     if (directory / LIGHTCURVES_FILE).exists():
         report["light_curves"] = score_light_curves(directory, LCClassifierSettings.from_config(config),
                                                     load_feature_config(config.section("features")), figures)
     if len(report) == 1:
-        raise RealSetError(f"{directory} has neither {LIGHTCURVES_FILE} nor stamps to score")
+        raise RealSetError(f"{directory} has neither {LIGHTCURVES_FILE} nor {STAMPS_FILE} to score")
     return report
 
 
 def summary_lines(report: dict) -> list[str]:
     """One line per scored level: balanced recall, number of objects, calibration error."""
     lines = []
+    stamps = report.get("stamps")
+    if stamps:
+        lines.append(f"stamps: {stamps['n']} alerts, balanced recall {_fmt(stamps['balanced_recall'])} over "
+                     f"{', '.join(stamps['balanced_over'])}; first detections "
+                     f"{_fmt(stamps['first_detection']['balanced_recall'])}; known variable stars called bogus "
+                     f"{_fmt(stamps['known_vs_called_bogus'])}; ECE {_fmt(stamps['ece'])}")
     curves = report.get("light_curves")
     if curves:
         lines.append(f"light curves: {curves['n_classified']} of {curves['n_objects']} labelled ZTF objects classified "

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from lenga import schema
 from lenga.night import JD_MINUS_MJD, PALOMAR_LONGITUDE_DEG, night_from_mjd
+from lenga.scores import MIN_CLASS_SIZE, calibration, class_report
 from lenga.stamps import CLASSES
 from lenga.stamps.preprocess import CUTOUT_COLUMNS
 
@@ -45,11 +46,9 @@ REQUIRED_COLUMNS = ("object_id", LABEL, "stamp_encoding", *CUTOUT_COLUMNS)
 #: Cutout encodings :func:`lenga.stamps.preprocess.read_fits` reads.
 ENCODINGS = ("gzip_fits", "fits")
 #: Classes with fewer labelled rows than this are left out of the balanced recall (too noisy).
-MIN_SUPPORT = 5
+MIN_SUPPORT = MIN_CLASS_SIZE
 #: A first detection: no earlier detection at the position (ALeRCE's stamp-classifier use).
 FIRST_DETECTION_NDETHIST = 1
-#: Bins of the expected calibration error (Guo et al. 2017) of the top probability.
-ECE_BINS = 10
 #: Real bogus evidence: ZTF's deep real-bogus score below BOGUS_DRB *and* its random-forest score
 #: below BOGUS_RB (Duev et al. 2019 put real sources at drb > 0.5), and no known asteroid within
 #: ASTEROID_DISTANCE arcsec (ZTF's MPC association, as the asteroid labels of the real set).
@@ -189,52 +188,32 @@ def score_stamps(classifier, frame: pa.Table) -> dict:
     return metrics
 
 
-def _class_metrics(truth: np.ndarray, predicted: np.ndarray) -> tuple[dict, float | None]:
-    """Per class n/recall/precision (None where undefined) and the balanced recall."""
-    per_class = {}
-    for k, name in enumerate(CLASSES):
-        n, called = int((truth == k).sum()), int((predicted == k).sum())
-        hits = int(((truth == k) & (predicted == k)).sum())
-        per_class[name] = {"n": n, "recall": hits / n if n else None, "precision": hits / called if called else None}
-    recalls = [m["recall"] for m in per_class.values() if m["n"] >= MIN_SUPPORT]
-    return per_class, (float(np.mean(recalls)) if recalls else None)
-
-
-def expected_calibration_error(probabilities: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> float:
-    """ECE of the top probability: sum over equal-width confidence bins of the bin's share of rows
-    times |accuracy - mean confidence| (Guo et al. 2017)."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == truth
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    return float(sum(abs(correct[which == b].mean() - confidence[which == b].mean()) * (which == b).mean()
-                     for b in range(bins) if (which == b).any()))
-
-
 def stamp_metrics(labels, probabilities: np.ndarray, first: np.ndarray) -> dict:
     """Scores of ``probabilities`` (N, 5, in :data:`CLASSES` order) against ``labels`` (N class
     names); ``first`` marks first detections.
 
-    ``per_class.<class>.{n, recall, precision}``; ``balanced_recall`` (mean recall over the classes
-    with n >= :data:`MIN_SUPPORT`, listed in ``balanced_over``); ``first_detection`` (n, per_class,
-    balanced_recall, balanced_over on the first detections); ``known_vs_called_bogus`` (fraction of
-    VS rows predicted bogus); ``ece``; ``confusion_matrix`` {classes, counts (rows: truth)}.
+    ``per_class.<class>.{n, recall, precision}`` and ``balanced_recall`` (mean recall over the
+    classes with n >= :data:`MIN_SUPPORT`, listed in ``balanced_over``) as :func:`lenga.scores.class_report`
+    gives them; ``first_detection`` (the same on the first detections); ``known_vs_called_bogus``
+    (fraction of VS rows predicted bogus); ``ece`` (:func:`lenga.scores.calibration`);
+    ``confusion_matrix`` {classes, counts (rows: truth)}.
     """
-    truth = np.array([CLASSES.index(label) for label in labels], dtype=np.int64)
-    predicted = probabilities.argmax(axis=1) if len(truth) else np.zeros(0, np.int64)
+    labels = np.asarray(labels, dtype=object)
+    predicted = np.asarray(CLASSES, dtype=object)[probabilities.argmax(axis=1)] if len(labels) else labels
     first = np.asarray(first, dtype=bool)
-    per_class, balanced = _class_metrics(truth, predicted)
-    first_class, first_balanced = _class_metrics(truth[first], predicted[first])
-    vs = truth == CLASSES.index("VS")
     counts = np.zeros((len(CLASSES), len(CLASSES)), dtype=np.int64)
-    np.add.at(counts, (truth, predicted), 1)
+    np.add.at(counts, ([CLASSES.index(c) for c in labels], [CLASSES.index(c) for c in predicted]), 1)
+    vs = labels == "VS"
+
+    def report(rows: np.ndarray) -> dict:
+        part = class_report(labels[rows], predicted[rows], CLASSES, MIN_SUPPORT)
+        return {"n": part["n"], "per_class": part["per_class"], "balanced_recall": part["balanced_recall"],
+                "balanced_over": [c for c, m in part["per_class"].items() if m["n"] >= MIN_SUPPORT]}
+
     return {
-        "n": int(len(truth)),
-        "per_class": per_class,
-        "balanced_recall": balanced,
-        "balanced_over": [c for c, m in per_class.items() if m["n"] >= MIN_SUPPORT],
-        "first_detection": {"n": int(first.sum()), "per_class": first_class, "balanced_recall": first_balanced,
-                            "balanced_over": [c for c, m in first_class.items() if m["n"] >= MIN_SUPPORT]},
-        "known_vs_called_bogus": float((predicted[vs] == CLASSES.index("bogus")).mean()) if vs.any() else None,
-        "ece": expected_calibration_error(probabilities, truth) if len(truth) else None,
+        **report(np.ones(len(labels), dtype=bool)),
+        "first_detection": report(first),
+        "known_vs_called_bogus": float((predicted[vs] == "bogus").mean()) if vs.any() else None,
+        "ece": calibration(probabilities.max(axis=1), predicted == labels)["ece"] if len(labels) else None,
         "confusion_matrix": {"classes": list(CLASSES), "counts": counts.tolist()},
     }

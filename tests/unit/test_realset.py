@@ -84,6 +84,12 @@ def test_evaluate_job_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("[lenga] error:") and "Nova" in err[0]
     assert evaluate_main(["--real", str(tmp_path / "nowhere"), "--json", str(tmp_path / "out.json")]) == 2
+    (directory / "lightcurves.parquet").unlink()
+    pd.DataFrame({"object_id": ["a"], "stamp_label": ["SN"]}).to_parquet(directory / "stamps.parquet")
+    capsys.readouterr()
+    assert evaluate_main(["--real", str(directory), "--json", str(tmp_path / "out.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stamps.parquet" in err[0] and "missing required columns" in err[0]
 
 
 def test_evaluate_job_scores_a_slice_of_the_real_set(shared_data, tmp_path):
@@ -95,9 +101,17 @@ def test_evaluate_job_scores_a_slice_of_the_real_set(shared_data, tmp_path):
     keep = set(labels.loc[labels["label"].isin(["SNIa", "RRL", "LPV"]), "object_id"].head(400))
     directory = _write(tmp_path / "slice", labels=labels[labels["object_id"].isin(keep)],
                        curves=curves[curves["object_id"].isin(keep)])
+    stamps = pd.read_parquet(real / "stamps.parquet")
+    stamps.groupby("stamp_label").head(8).to_parquet(directory / "stamps.parquet")
     out = tmp_path / "report" / "eval.json"
     assert evaluate_main(["--real", str(directory), "--json", str(out)]) == 0
-    report = json.loads(out.read_text())["light_curves"]
+    full = json.loads(out.read_text())
+    stamps = full["stamps"]
+    assert stamps["n"] == sum(v["n"] for v in stamps["per_class"].values()) > 20
+    assert set(stamps["balanced_over"]) >= {"VS", "asteroid"} and 0 <= stamps["known_vs_called_bogus"] <= 1
+    assert 0 <= stamps["first_detection"]["n"] <= stamps["n"] and 0 <= stamps["ece"] <= 1
+    assert (out.parent / "eval_stamps.png").stat().st_size > 1000
+    report = full["light_curves"]
     assert 0 < report["n_classified"] <= report["n_objects"]
     for level in ("top", "leaf"):
         assert 0 <= report[level]["balanced_recall"] <= 1
