@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from lenga.bench.reports.stamps import read_alerts
+from lenga.scores import fit_temperature, softmax
 from lenga.stamps import CLASSES
 from lenga.stamps.dataset import build_stamp_set
 from lenga.stamps.features import feature_names
@@ -44,11 +45,9 @@ from lenga.stamps.realtrain import (
     FineTuneSettings,
     cross_validate,
     fine_tune,
-    fit_temperature,
     grouped_folds,
     mixture,
     real_stamp_set,
-    softmax,
     with_srmag_fill,
 )
 from lenga.stamps.train import (

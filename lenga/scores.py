@@ -1,4 +1,5 @@
-"""Scores of a classifier on a labelled set, as brokers report them on the real sky.
+"""Scores of a classifier on a labelled set, as brokers report them on the real sky, and the
+temperature scaling that calibrates its probabilities.
 
 Real labelled sets are very unbalanced (a thousand SNe Ia beside a handful of CVs), so the headline
 figure is the **balanced recall**: the mean of the per-class recalls over the classes with at least
@@ -6,16 +7,21 @@ figure is the **balanced recall**: the mean of the per-class recalls over the cl
 are listed but not averaged, their recall being noise). Probabilities are judged by the **expected
 calibration error** (Guo et al. 2017, ICML): the top probability of each prediction is binned, and
 the gap between each bin's mean probability and its accuracy is averaged, weighted by the bin's size.
+**Temperature scaling** (same paper) divides a classifier's logits (or log-probabilities) by one
+number fitted on held-out labelled predictions: rankings are kept, only the confidence moves.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 
 #: Classes with fewer examples than this are reported but left out of the balanced recall.
 MIN_CLASS_SIZE = 5
 #: Equal-width probability bins of the expected calibration error.
 CALIBRATION_BINS = 10
+#: Temperatures are searched within this range.
+TEMPERATURE_RANGE = (0.05, 20.0)
 
 
 def class_report(true, predicted, classes, min_n: int = MIN_CLASS_SIZE) -> dict:
@@ -53,3 +59,28 @@ def calibration(probability, correct, bins: int = CALIBRATION_BINS) -> dict:
         rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "mean_probability": mean_p,
                      "accuracy": accuracy, "n": int(inside.sum())})
     return {"ece": float(error) if len(probability) else None, "bins": rows}
+
+
+def softmax(values: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``values / temperature`` (logits, or log-probabilities to re-temper them)."""
+    scaled = np.asarray(values, dtype=np.float64) / temperature
+    scaled = scaled - scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def negative_log_likelihood(values: np.ndarray, truth: np.ndarray, temperature: float) -> float:
+    """Mean -log of ``softmax(values / temperature)`` at the true classes (indices)."""
+    p = softmax(values, temperature)
+    return float(-np.log(np.clip(p[np.arange(len(truth)), truth], 1e-12, None)).mean())
+
+
+def fit_temperature(values: np.ndarray, truth: np.ndarray) -> float:
+    """The temperature in :data:`TEMPERATURE_RANGE` minimising :func:`negative_log_likelihood`
+    (1 when there is nothing to fit on)."""
+    if len(truth) == 0:
+        return 1.0
+    lo, hi = np.log(TEMPERATURE_RANGE)
+    result = minimize_scalar(lambda log_t: negative_log_likelihood(values, truth, float(np.exp(log_t))),
+                             bounds=(lo, hi), method="bounded")
+    return float(np.exp(result.x))

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from lenga.scores import softmax
 from lenga.taxonomy import ALERCE_CLASSES
 
 #: Top-level classes and, per branch, its leaf classes (ALeRCE taxonomy).
@@ -106,15 +107,17 @@ def _train_raw(args: tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...], 
     return bytes(_train_booster(*args).save_raw("ubj"))
 
 
+def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """log of the boosters' probabilities (floored at 1e-12), the logits temperature scaling divides."""
+    return np.log(np.clip(probabilities, 1e-12, 1.0))
+
+
 def tempered(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities with their log-odds divided by ``temperature`` (Guo et al. 2017, temperature
-    scaling): > 1 softens over-confident predictions, 1 changes nothing; the ranking is kept."""
+    """Probabilities with their log-probabilities divided by ``temperature`` (Guo et al. 2017,
+    temperature scaling): > 1 softens over-confident predictions, 1 changes nothing; the ranking is kept."""
     if temperature == 1.0:
         return probabilities
-    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    scaled = np.exp(logits)
-    return scaled / scaled.sum(axis=1, keepdims=True)
+    return softmax(log_probabilities(probabilities), temperature)
 
 
 def _predict(booster: xgb.Booster, x: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ fine-tuned on a mixture of simulated alerts and real labelled stamps (:mod:`leng
   does not mean "real";
 * the real data are scored by object-grouped, class-stratified cross-validation
   (:func:`grouped_folds`: no object in two folds): out-of-fold logits give honest real metrics and
-  the temperature (:func:`fit_temperature`, Guo et al. 2017) that calibrates the shipped model.
+  the temperature (:func:`lenga.scores.fit_temperature`, Guo et al. 2017) that calibrates the shipped model.
 
 Everything random derives from the seed, so a run reproduces.
 """
@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import torch
-from scipy.optimize import minimize_scalar
 from sklearn.model_selection import StratifiedGroupKFold
 from torch import nn
 
@@ -43,8 +42,6 @@ from lenga.stamps.train import TrainResult
 #: Share of simulated rows whose ``magpsf_minus_srmag1`` is set to its fill value (see above).
 SRMAG_FILL_FRACTION = 0.5
 SRMAG_FEATURE = "magpsf_minus_srmag1"
-#: Search range of the calibration temperature.
-TEMPERATURE_RANGE = (0.05, 20.0)
 
 
 @dataclass(frozen=True)
@@ -145,23 +142,6 @@ def logits(model: StampCNN, data: StampSet, batch_size: int = 1024) -> np.ndarra
             sl = slice(start, start + batch_size)
             out.append(model(torch.from_numpy(data.images[sl]), torch.from_numpy(data.features[sl])).numpy())
     return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
-
-
-def softmax(values: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    scaled = values / temperature
-    scaled = scaled - scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def fit_temperature(values: np.ndarray, truth: np.ndarray) -> float:
-    """The temperature T minimising the negative log-likelihood of softmax(logits / T)."""
-    def nll(log_t: float) -> float:
-        p = softmax(values.astype(np.float64), float(np.exp(log_t)))
-        return float(-np.log(np.clip(p[np.arange(len(truth)), truth], 1e-12, None)).mean())
-
-    lo, hi = np.log(TEMPERATURE_RANGE)
-    return float(np.exp(minimize_scalar(nll, bounds=(lo, hi), method="bounded").x))
 
 
 def grouped_folds(groups, labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lenga.lc_classifier.calibration import fit_temperature, fit_temperatures
-from lenga.lc_classifier.model import LEAF_CLASSES, TOP_CLASSES, tempered
-from lenga.scores import calibration, class_report
+from lenga.lc_classifier.calibration import fit_temperatures
+from lenga.lc_classifier.model import LEAF_CLASSES, TOP_CLASSES, log_probabilities, tempered
+from lenga.scores import calibration, class_report, fit_temperature
 
 
 def test_class_report_averages_recall_over_classes_with_enough_examples():
@@ -37,7 +37,7 @@ def test_temperature_softens_over_confident_probabilities_without_changing_the_r
     predicted = np.where(correct, truth, (truth + 1) % 3)
     p = np.full((2000, 3), 0.005)
     p[np.arange(2000), predicted] = 0.99  # 99% confident, 70% right
-    t = fit_temperature(p, truth)
+    t = fit_temperature(log_probabilities(p), truth)
     assert t > 1
     scaled = tempered(p, t)
     assert (scaled.argmax(axis=1) == p.argmax(axis=1)).all()

@@ -12,6 +12,7 @@ import torch
 
 from jobs.train_stamp_classifier import DEFAULT_BASE
 from jobs.train_stamp_classifier import main as train_main
+from lenga.scores import fit_temperature, softmax
 from lenga.stamps import CLASSES
 from lenga.stamps.dataset import build_stamp_set
 from lenga.stamps.inference import StampClassifier
@@ -19,11 +20,9 @@ from lenga.stamps.realset import LABEL, read_stamp_set
 from lenga.stamps.realtrain import (
     FineTuneSettings,
     cross_validate,
-    fit_temperature,
     grouped_folds,
     mixture,
     real_stamp_set,
-    softmax,
     with_srmag_fill,
 )
 
