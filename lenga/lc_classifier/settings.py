@@ -55,7 +55,8 @@ class TrainingSetConfig:
 class TrainingSettings:
     """``lc_classifier.training``: sizes and seeds of the simulated sets, the labelled real set trained
     on beside them (``real_dir``, None: simulator only; each real object weighs ``real_weight``
-    times the simulated objects of its class together; ``real_folds`` object-grouped folds score it), and the xgboost
+    times the simulated objects of its class together, and a class's real objects carry at most
+    ``real_max_share`` of its weight; ``real_folds`` object-grouped folds score it), and the xgboost
     settings."""
 
     n_per_class: int = 4000
@@ -68,12 +69,15 @@ class TrainingSettings:
     survey_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SURVEY_MIX))
     real_dir: str | None = None
     real_weight: float = 0.05
+    real_max_share: float = 0.5
     real_folds: int = 5
     xgboost: XGBSettings = field(default_factory=XGBSettings)
 
     def __post_init__(self):
         if self.real_weight <= 0:
             raise ConfigError(f"config.{SECTION}.training.real_weight: must be > 0, got {self.real_weight}")
+        if not 0 < self.real_max_share <= 1:
+            raise ConfigError(f"config.{SECTION}.training.real_max_share: must be in (0, 1], got {self.real_max_share}")
         if self.real_folds < 2:
             raise ConfigError(f"config.{SECTION}.training.real_folds: must be >= 2, got {self.real_folds}")
         if self.seed == self.test_seed:

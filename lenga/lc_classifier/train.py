@@ -107,11 +107,16 @@ def real_folds(labels: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.nda
     return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(labels, strata))
 
 
-def with_real(sim: pd.DataFrame, real: pd.DataFrame, weight: float) -> pd.DataFrame:
+def with_real(sim: pd.DataFrame, real: pd.DataFrame, weight: float, max_share: float = 1.0) -> pd.DataFrame:
     """The simulated and real training objects in one frame; each real object weighs ``weight`` times
-    the simulated objects of its class (so its influence does not depend on the simulated set's size)."""
+    the simulated objects of its class (so its influence does not depend on the simulated set's size),
+    scaled down where a class's real objects would carry more than ``max_share`` of its weight."""
     per_class = sim["class_name"].value_counts()
-    real_weights = weight * real["class_name"].map(per_class).fillna(1.0).to_numpy(dtype=np.float64)
+    sim_total = real["class_name"].map(per_class).fillna(1.0).to_numpy(dtype=np.float64)
+    real_weights = weight * sim_total
+    real_total = pd.Series(real_weights).groupby(real["class_name"].to_numpy()).transform("sum").to_numpy()
+    cap = max_share / (1.0 - max_share) * sim_total if max_share < 1.0 else np.inf
+    real_weights *= np.minimum(1.0, cap / real_total)
     return pd.concat([sim.assign(**{SAMPLE_WEIGHT: 1.0}), real.assign(**{SAMPLE_WEIGHT: real_weights})],
                      ignore_index=True, join="inner")
 
@@ -127,7 +132,8 @@ def cross_validated(sim: pd.DataFrame, real: pd.DataFrame, settings: LCClassifie
     for k, (train_rows, test_rows) in enumerate(real_folds(real["class_name"].to_numpy(), t.real_folds,
                                                            t.xgboost.seed)):
         started = time.perf_counter()
-        model = HierarchicalClassifier.fit(with_real(sim, real.iloc[train_rows], t.real_weight), t.xgboost,
+        model = HierarchicalClassifier.fit(with_real(sim, real.iloc[train_rows], t.real_weight, t.real_max_share),
+                                           t.xgboost,
                                            processes=t.processes)
         fold_top, fold_branches = model.predict_parts(model.matrix(real.iloc[test_rows]))
         top[test_rows] = fold_top
@@ -203,11 +209,12 @@ def train(settings: LCClassifierSettings, features_config: FeatureConfig, out_di
                              "survey_mix": t.survey_mix, "n_objects": len(train_set),
                              "per_survey": train_set["survey"].value_counts().to_dict(),
                              "real_dir": t.real_dir, "real_objects": len(real), "real_weight": t.real_weight,
+                             "real_max_share": t.real_max_share,
                              "real_folds": t.real_folds,
                              "real_classes": real["class_name"].value_counts().to_dict() if len(real) else {}},
                 "xgboost": asdict(t.xgboost), "command": command, TEMPERATURES: temperatures,
                 "feature_ranges": feature_ranges(train_set)}
-    fit_frame = with_real(train_set, real, t.real_weight) if len(real) else train_set
+    fit_frame = with_real(train_set, real, t.real_weight, t.real_max_share) if len(real) else train_set
     model = HierarchicalClassifier.fit(fit_frame, t.xgboost, metadata, processes=t.processes)
     fit_s = time.perf_counter() - started
     log(f"fitted 4 models on {len(fit_frame):,} objects x {len(model.features)} features in {fit_s:.0f} s")
@@ -337,7 +344,8 @@ detection and the 30 days of `prv_candidates` before it, as most real ZTF variab
 survey mix {t['survey_mix']}.
 Real: {t.get('real_objects', 0)} labelled ZTF objects of `{t.get('real_dir')}` that the stream would
 classify ({t.get('real_classes', {})}), through the same curve and feature code
-(`lenga/lc_classifier/realset.py`); each weighs {t.get('real_weight')} times the simulated objects of its class.
+(`lenga/lc_classifier/realset.py`); each weighs {t.get('real_weight')} times the simulated objects of its class,
+the real objects of a class together at most {t.get('real_max_share', 1.0)} of its weight.
 Class balancing: inverse class-frequency sample weights in every model.
 {len(metadata['features'])} input features (all numeric feature columns except the `n_det_*` counts and
 the alert-context columns, which simulated curves do not have).
