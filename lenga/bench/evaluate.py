@@ -58,10 +58,10 @@ def score_light_curves(directory: str | Path, settings: LCClassifierSettings, fe
                        figures: Path | None = None) -> dict:
     """``light_curves`` section of the report (see the module docstring); confusion PNGs written to
     ``<figures>_lc_{top,leaf}.png`` when ``figures`` is given."""
-    labelled = set(read_labels(directory).dropna(subset=["label"])["object_id"])
-    curves = read_lightcurves(directory)
+    labels, curves = read_labels(directory), read_lightcurves(directory)
+    labelled = set(labels.dropna(subset=["label"])["object_id"])
     ztf_objects = set(curves.loc[curves["survey"] == ZTF, "object_id"].astype(str)) & labelled
-    features = labelled_features(directory, features_config)
+    features = labelled_features(labels, curves, features_config)
     report = {"n_objects": len(ztf_objects), "n_classified": 0, "model": str(settings.model_path)}
     if features.empty:
         return report

@@ -25,7 +25,7 @@ from lenga.curves.points import CURVE_COLUMNS, DETECTION, NO_CANDID, merge_curve
 from lenga.features import FeatureConfig
 from lenga.features.curve_rows import curve_features, curves_table
 from lenga.lc_classifier.model import LEAF_CLASSES
-from lenga.photometry import ISDIFFPOS, difference_flux_from_mag
+from lenga.photometry import ISDIFFPOS, difference_flux
 from lenga.schema import UPPER_LIMIT
 
 LABELS_FILE = "labels.csv"
@@ -80,10 +80,15 @@ def read_lightcurves(directory: str | Path) -> pd.DataFrame | None:
     return curves
 
 
+def _floats(frame: pd.DataFrame, column: str, scale: float = 1.0) -> np.ndarray:
+    """``column`` as floats times ``scale``; NaN everywhere when the set has no such column."""
+    return frame[column].to_numpy(dtype=float) * scale if column in frame else np.full(len(frame), np.nan)
+
+
 def _signs(rows: pd.DataFrame) -> np.ndarray:
     """True where the difference flux is positive (see the module docstring)."""
     stated = rows["isdiffpos"].astype(str).str.lower().map(ISDIFFPOS).astype("boolean") if "isdiffpos" in rows else None
-    flux = rows["flux_ujy"].to_numpy(dtype=float) if "flux_ujy" in rows else np.full(len(rows), np.nan)
+    flux = _floats(rows, "flux_ujy")
     from_flux = np.where(np.isfinite(flux), flux > 0, True)
     if stated is None:
         return from_flux
@@ -95,17 +100,13 @@ def ztf_curve_points(curves: pd.DataFrame) -> pd.DataFrame:
     with a finite magnitude, upper limits with a finite ``diffmaglim``."""
     ztf = curves[curves["survey"] == ZTF]
     detected = ztf["is_detection"].astype(bool).to_numpy()
-    mag = ztf["mag"].to_numpy(dtype=float)
-    limit = ztf["diffmaglim"].to_numpy(dtype=float) if "diffmaglim" in ztf else np.full(len(ztf), np.nan)
-    ztf = ztf[(detected & np.isfinite(mag)) | (~detected & np.isfinite(limit))]
-    detected = ztf["is_detection"].astype(bool).to_numpy()
+    limit = _floats(ztf, "diffmaglim")
+    keep = (detected & np.isfinite(ztf["mag"].to_numpy(dtype=float))) | (~detected & np.isfinite(limit))
+    ztf, detected, limit = ztf[keep], detected[keep], limit[keep]
     positive = _signs(ztf)
     magpsf, sigmapsf = ztf["mag"].to_numpy(dtype=float), ztf["mag_err"].to_numpy(dtype=float)
-    from_mag, from_mag_err = difference_flux_from_mag(magpsf, sigmapsf, positive)
-    flux = ztf["flux_ujy"].to_numpy(dtype=float) * NJY_PER_UJY if "flux_ujy" in ztf else np.full(len(ztf), np.nan)
-    flux_err = (ztf["flux_err_ujy"].to_numpy(dtype=float) * NJY_PER_UJY if "flux_err_ujy" in ztf
-                else np.full(len(ztf), np.nan))
-    given = np.isfinite(flux) & np.isfinite(flux_err)
+    flux, flux_err = difference_flux(_floats(ztf, "flux_ujy", NJY_PER_UJY), _floats(ztf, "flux_err_ujy", NJY_PER_UJY),
+                                     magpsf, sigmapsf, positive)
     nan = np.full(len(ztf), np.nan)
     points = pd.DataFrame({
         "survey": "ztf", "objectId": ztf["object_id"].astype(str).to_numpy(),
@@ -114,20 +115,19 @@ def ztf_curve_points(curves: pd.DataFrame) -> pd.DataFrame:
         "candid": pd.array(np.where(detected, np.arange(len(ztf)), NO_CANDID), dtype="Int64"),
         "mjd": ztf["mjd"].to_numpy(dtype=float), "band": ztf["band"].astype(str).to_numpy(),
         "magpsf": np.where(detected, magpsf, nan), "sigmapsf": np.where(detected, sigmapsf, nan),
-        "psfFlux": np.where(detected, np.where(given, flux, from_mag), nan),
-        "psfFluxErr": np.where(detected, np.where(given, flux_err, from_mag_err), nan),
+        "psfFlux": np.where(detected, flux, nan), "psfFluxErr": np.where(detected, flux_err, nan),
         "isdiffpos": pd.array(positive, dtype="boolean"),
         "diffmaglim": np.where(detected, nan, limit), "ra": nan, "dec": nan,
     })
     return merge_curves(points)
 
 
-def labelled_features(directory: str | Path, config: FeatureConfig) -> pd.DataFrame:
-    """Features of the labelled ZTF objects of a real set, with ``class_name`` (empty frame when the
-    set has no light curves). Objects whose curve gives no feature row (too few points) are left out;
-    the caller applies the stream's classification rule (:func:`lenga.lc_classifier.inference.eligible`)."""
-    labels = read_labels(directory).dropna(subset=["label"])
-    curves = read_lightcurves(directory)
+def labelled_features(labels: pd.DataFrame, curves: pd.DataFrame | None, config: FeatureConfig) -> pd.DataFrame:
+    """Features of the labelled ZTF objects of a real set (:func:`read_labels`,
+    :func:`read_lightcurves`), with ``class_name`` (empty frame when the set has no light curves).
+    Objects whose curve gives no feature row (too few points) are left out; the caller applies the
+    stream's classification rule (:func:`lenga.lc_classifier.inference.eligible`)."""
+    labels = labels.dropna(subset=["label"])
     if curves is None:
         return pd.DataFrame()
     points = ztf_curve_points(curves[curves["object_id"].astype(str).isin(set(labels["object_id"]))])

@@ -41,7 +41,7 @@ from lenga.lc_classifier.model import (
     feature_columns,
     tempered,
 )
-from lenga.lc_classifier.realset import RealSetError, labelled_features
+from lenga.lc_classifier.realset import RealSetError, labelled_features, read_labels, read_lightcurves
 from lenga.lc_classifier.settings import LCClassifierSettings, TrainingSetConfig
 from lenga.lc_classifier.trainingset import build
 from lenga.scores import calibration, class_report
@@ -90,7 +90,7 @@ def real_objects(settings: LCClassifierSettings, features_config: FeatureConfig)
     if not path.is_dir():
         raise RealSetError(f"labelled real set {path} not found: pass --real DIR, or "
                            f"--set lc_classifier.training.real_dir=null to train on the simulator only")
-    frame = labelled_features(path, features_config)
+    frame = labelled_features(read_labels(path), read_lightcurves(path), features_config)
     if frame.empty:
         return frame
     keep = eligible(frame, settings.min_detections, tuple(settings.detection_bands))
